@@ -1,0 +1,197 @@
+//! The command line: `ringproxy [-c FILE]`, `check`, `origin`, and the demo.
+//!
+//! Owns argument parsing (clap), exit codes and what the user reads on the terminal.
+//! Exit codes: 0 after a clean stop or a valid `check`; 2 for a refused configuration;
+//! 1 for any other startup failure. Signals: the first SIGINT/SIGTERM drains
+//! (`global.grace`), a second one exits at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::origin::{self, OriginOptions};
+use crate::runtime::{self, signals};
+
+/// The demo configuration, also shipped as `configs/demo.toml`.
+pub const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
+/// Where the demo's two built-in origins listen.
+pub const DEMO_ORIGINS: [&str; 2] = ["127.0.0.1:9001", "127.0.0.1:9002"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringproxy",
+    version,
+    about = "A thread-per-core load balancer and reverse proxy on io_uring",
+    long_about = "A thread-per-core load balancer and reverse proxy on io_uring.\n\n\
+        With no arguments, runs a demo: two built-in origins on 127.0.0.1:9001 and :9002 \
+        and the proxy on 127.0.0.1:8080 in front of them.\n\
+        With --config FILE, runs the proxy that FILE describes."
+)]
+pub struct Cli {
+    /// Run the proxy with this configuration file (TOML).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and print a summary (exit 0), or FILE:LINE: key: reason (exit 2).
+    Check {
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the built-in HTTP/1.1 origin server (keep-alive; fixed body; GET /bytes/N answers N bytes).
+    Origin {
+        /// Address to listen on, e.g. 127.0.0.1:9001.
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Size of the fixed body (default: the 13 bytes "Hello, world!").
+        #[arg(long, value_name = "N")]
+        body_bytes: Option<usize>,
+        /// Executor threads (unpinned).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match (cli.command, cli.config) {
+        (Some(Command::Check { config }), _) => check(&config),
+        (Some(Command::Origin { listen, body_bytes, shards }), _) => {
+            run_origin(OriginOptions { listen, body_bytes, shards })
+        }
+        (None, Some(path)) => match Config::load(&path) {
+            Ok(config) => run_proxy(config, None),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        (None, None) => run_demo(),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Blocks the stop signals before any thread exists, so every thread inherits the mask.
+fn prepare_signals() -> bool {
+    if let Err(e) = signals::block_stop_signals() {
+        eprintln!("ringproxy: cannot block SIGINT/SIGTERM: {e}");
+        return false;
+    }
+    true
+}
+
+/// After the first stop signal, a second one ends the process at once.
+fn second_signal_exits() {
+    std::thread::spawn(|| {
+        if signals::wait_stop_signal().is_ok() {
+            eprintln!("ringproxy: second stop signal: exiting now");
+            std::process::exit(1);
+        }
+    });
+}
+
+fn run_proxy(config: Config, banner: Option<String>) -> ExitCode {
+    if !prepare_signals() {
+        return ExitCode::FAILURE;
+    }
+    let frontends: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
+    let running = match runtime::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringproxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (i, name) in frontends.iter().enumerate() {
+        let addrs: Vec<String> = running.frontend_addrs(i).iter().map(|a| a.to_string()).collect();
+        eprintln!("ringproxy: frontend {name} listening on {} ({} shard(s))", addrs.join(", "), running.shards());
+    }
+    if let Some(b) = banner {
+        eprintln!("{b}");
+    }
+    match signals::wait_stop_signal() {
+        Ok(sig) => eprintln!("ringproxy: signal {sig}: draining (second signal exits at once)"),
+        Err(e) => eprintln!("ringproxy: waiting for signals failed: {e}; stopping"),
+    }
+    second_signal_exits();
+    running.shutdown();
+    eprintln!("ringproxy: stopped");
+    ExitCode::SUCCESS
+}
+
+fn run_origin(options: OriginOptions) -> ExitCode {
+    if !prepare_signals() {
+        return ExitCode::FAILURE;
+    }
+    let origin = match origin::start(&options) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ringproxy origin: cannot listen on {}: {e}", options.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("ringproxy origin: listening on {}", origin.addr());
+    let _ = signals::wait_stop_signal();
+    origin.stop();
+    origin.wait();
+    ExitCode::SUCCESS
+}
+
+fn run_demo() -> ExitCode {
+    if !prepare_signals() {
+        return ExitCode::FAILURE;
+    }
+    let config = match Config::parse(DEMO_CONFIG, Path::new("configs/demo.toml")) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringproxy: built-in demo configuration refused: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut origins = Vec::new();
+    for addr in DEMO_ORIGINS {
+        let listen: SocketAddr = addr.parse().expect("constant address");
+        match origin::start(&OriginOptions { listen, body_bytes: None, shards: 1 }) {
+            Ok(o) => {
+                eprintln!("ringproxy demo: origin listening on {}", o.addr());
+                origins.push(o);
+            }
+            Err(e) => {
+                eprintln!("ringproxy demo: cannot start the origin on {addr}: {e} (is another demo running?)");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let proxy = config.frontends[0].binds[0];
+    let banner = format!(
+        "ringproxy demo: try\n  curl -v http://{proxy}/\n  wrk -t1 -c64 -d5s http://{proxy}/\n\
+         (tcp mode: the proxy relays bytes to {} and {}; Ctrl-C stops)",
+        DEMO_ORIGINS[0], DEMO_ORIGINS[1]
+    );
+    let code = run_proxy(config, Some(banner));
+    for o in origins {
+        o.stop();
+        o.wait();
+    }
+    code
+}

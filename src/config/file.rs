@@ -1,0 +1,85 @@
+//! The configuration file as written: TOML mapped onto `File*` structs.
+//!
+//! These structs mirror the file one to one and keep the byte span of every value that a
+//! later validation rule may refuse, so that the error can name the line. Nothing here is
+//! interpreted: `super::validate` turns them into the typed [`super::Config`]. Unknown keys
+//! are refused by serde (`deny_unknown_fields`).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Top level of a configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub global: Option<FileGlobal>,
+    pub defaults: Option<FileDefaults>,
+    #[serde(default)]
+    pub frontend: Vec<FileFrontend>,
+    #[serde(default)]
+    pub backend: Vec<FileBackend>,
+}
+
+/// `[global]`: process-wide settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGlobal {
+    /// `"auto"` or a number of shards.
+    pub shards: Option<Spanned<toml::Value>>,
+    pub grace: Option<Spanned<String>>,
+    /// Pin each shard to one CPU (default true). Off is for shared test machines.
+    pub pin: Option<bool>,
+}
+
+/// `[defaults]`: every timeout and retry setting, inherited by frontends and backends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDefaults {
+    pub timeout_connect: Option<Spanned<String>>,
+    pub timeout_client: Option<Spanned<String>>,
+    pub timeout_server: Option<Spanned<String>>,
+    pub timeout_tunnel: Option<Spanned<String>>,
+    pub timeout_client_fin: Option<Spanned<String>>,
+    pub timeout_server_fin: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub splice: Option<bool>,
+}
+
+/// `[[frontend]]`: where clients connect. Only client-side settings may be overridden here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFrontend {
+    pub name: Spanned<String>,
+    pub bind: Spanned<Vec<Spanned<String>>>,
+    pub mode: Option<Spanned<String>>,
+    pub backend: Option<Spanned<String>>,
+    pub timeout_client: Option<Spanned<String>>,
+    pub timeout_client_fin: Option<Spanned<String>>,
+    pub splice: Option<bool>,
+}
+
+/// `[[backend]]`: a set of servers. Only server-side settings may be overridden here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBackend {
+    pub name: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub balance: Option<Spanned<String>>,
+    #[serde(default)]
+    pub server: Vec<FileServer>,
+    pub timeout_connect: Option<Spanned<String>>,
+    pub timeout_server: Option<Spanned<String>>,
+    pub timeout_server_fin: Option<Spanned<String>>,
+    pub timeout_tunnel: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+}
+
+/// `[[backend.server]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub maxconn: Option<Spanned<i64>>,
+}

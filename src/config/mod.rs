@@ -1,0 +1,514 @@
+//! Configuration: TOML text → [`file`] structs → validated [`Config`].
+//!
+//! Owns the whole load pipeline, and nothing else reads configuration text. Invariants of a
+//! [`Config`] (checked once here, relied upon everywhere else):
+//! - names of frontends, of backends and of servers within a backend are unique;
+//! - every frontend's backend exists and has the same mode;
+//! - every address is resolved to a [`SocketAddr`] and every duration is a non-zero
+//!   [`Duration`] (a zero timeout would mean "wait forever", which ringproxy never does).
+//!
+//! Every refusal is a [`ConfigError`]: file, line, key and reason, printed as
+//! `FILE:LINE: key: reason`.
+
+mod duration;
+pub mod file;
+
+pub use duration::parse_duration;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use file::{FileBackend, FileConfig, FileDefaults, FileFrontend, FileServer};
+use toml::Spanned;
+
+/// A validated configuration. Runtime code reads only this.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (for messages only).
+    pub source: PathBuf,
+    pub global: Global,
+    pub frontends: Vec<Frontend>,
+    pub backends: Vec<Backend>,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub shards: Shards,
+    /// How long established sessions may run on after a stop signal.
+    pub grace: Duration,
+    /// Pin shard `i` to the `i`-th CPU of the process's affinity mask.
+    pub pin: bool,
+}
+
+/// `global.shards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// One shard per CPU in the process's affinity mask (respects `taskset`).
+    Auto,
+    Count(NonZeroUsize),
+}
+
+/// `mode` of a frontend or backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Layer 4: bytes are relayed, never parsed.
+    Tcp,
+}
+
+/// `balance` of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's algorithm: no bursts to heavy servers).
+    RoundRobin,
+    /// Fewest active sessions relative to weight, counted on the picking shard.
+    LeastConn,
+}
+
+/// `[[frontend]]`.
+#[derive(Debug, Clone)]
+pub struct Frontend {
+    pub name: String,
+    pub binds: Vec<SocketAddr>,
+    pub mode: Mode,
+    /// Index into [`Config::backends`].
+    pub backend: usize,
+    pub timeout_client: Duration,
+    /// Inactivity allowed on the client side once the server side has closed.
+    pub timeout_client_fin: Duration,
+    /// Forward tcp-mode bytes with `splice(2)` (true) or a user-space copy (false).
+    pub splice: bool,
+}
+
+/// `[[backend]]`.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub name: String,
+    pub mode: Mode,
+    pub balance: Balance,
+    pub servers: Vec<Server>,
+    pub timeout_connect: Duration,
+    pub timeout_server: Duration,
+    /// Inactivity allowed on the server side once the client side has closed.
+    pub timeout_server_fin: Duration,
+    pub timeout_tunnel: Duration,
+    /// Connection attempts after the first one fails.
+    pub retries: u32,
+}
+
+/// `[[backend.server]]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub name: String,
+    pub address: SocketAddr,
+    /// 0..=256; 0 takes no new sessions.
+    pub weight: u32,
+    /// Whole-process limit of concurrent sessions; `None` is unlimited. Each shard enforces
+    /// its share (see `upstream::shard_share`).
+    pub maxconn: Option<NonZeroU32>,
+}
+
+/// Defaults that apply when neither `[defaults]` nor the section sets a key.
+pub mod default {
+    use std::time::Duration;
+    pub const GRACE: Duration = Duration::from_secs(10);
+    pub const TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
+    pub const TIMEOUT_CLIENT: Duration = Duration::from_secs(30);
+    pub const TIMEOUT_SERVER: Duration = Duration::from_secs(30);
+    pub const TIMEOUT_TUNNEL: Duration = Duration::from_secs(3600);
+    pub const TIMEOUT_CLIENT_FIN: Duration = Duration::from_secs(10);
+    pub const TIMEOUT_SERVER_FIN: Duration = Duration::from_secs(10);
+    pub const RETRIES: u32 = 3;
+    pub const WEIGHT: u32 = 1;
+    pub const WEIGHT_MAX: i64 = 256;
+    /// Sanity bound: more attempts than this only delays the client's error.
+    pub const RETRIES_MAX: i64 = 100;
+}
+
+/// A refused configuration: printed as `FILE:LINE: key: reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error concerns the file as a whole (e.g. unreadable).
+    pub line: usize,
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.key,
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            key: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `source` names it in errors.
+    pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let ctx = Ctx { text, source };
+        let file: FileConfig = toml::from_str(text).map_err(|e| ctx.from_toml(&e))?;
+        ctx.validate(file)
+    }
+
+    /// Index of the backend called `name`.
+    pub fn backend_index(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
+    }
+
+    /// A one-paragraph summary, as printed by `ringproxy check`.
+    pub fn summary(&self) -> String {
+        let servers: usize = self.backends.iter().map(|b| b.servers.len()).sum();
+        let mut out = format!(
+            "{}: ok: {} frontend(s), {} backend(s), {} server(s)\n",
+            self.source.display(),
+            self.frontends.len(),
+            self.backends.len(),
+            servers
+        );
+        for f in &self.frontends {
+            let binds: Vec<String> = f.binds.iter().map(|a| a.to_string()).collect();
+            out.push_str(&format!(
+                "  frontend {} ({:?}) on {} -> backend {}\n",
+                f.name,
+                f.mode,
+                binds.join(", "),
+                self.backends[f.backend].name
+            ));
+        }
+        for b in &self.backends {
+            out.push_str(&format!(
+                "  backend {} ({:?}, {:?}): {}\n",
+                b.name,
+                b.mode,
+                b.balance,
+                b.servers
+                    .iter()
+                    .map(|s| format!("{}={} w{}", s.name, s.address, s.weight))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// What every validation step needs: the text (to turn spans into lines) and its name.
+struct Ctx<'a> {
+    text: &'a str,
+    source: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, reason: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.source.to_path_buf(),
+            line: self.line_of(span.start),
+            key: key.to_string(),
+            reason: reason.into(),
+        })
+    }
+
+    /// Maps a TOML syntax or type error onto `FILE:LINE: key: reason`. The key is read back
+    /// from the source: the table header above the line plus the key on the line.
+    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+        let start = e.span().map(|s| s.start).unwrap_or(0);
+        let line = self.line_of(start);
+        ConfigError {
+            file: self.source.to_path_buf(),
+            line,
+            key: self.key_at_line(line),
+            reason: e.message().trim().replace('\n', " "),
+        }
+    }
+
+    fn key_at_line(&self, line: usize) -> String {
+        let lines: Vec<&str> = self.text.lines().collect();
+        let Some(current) = lines.get(line.saturating_sub(1)) else {
+            return "(file)".into();
+        };
+        let table = lines[..line.saturating_sub(1)]
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        let current = current.trim();
+        if current.starts_with('[') {
+            return current.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        let key = current.split('=').next().unwrap_or("").trim();
+        match (table, key.is_empty()) {
+            (Some(t), false) => format!("{t}.{key}"),
+            (Some(t), true) => t,
+            (None, false) => key.to_string(),
+            (None, true) => "(file)".into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        inherited: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = value else { return Ok(inherited) };
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d.is_zero() => self.err(
+                v.span(),
+                key,
+                "must be greater than 0: every wait in ringproxy is bounded",
+            ),
+            Ok(d) => Ok(d),
+            Err(reason) => self.err(v.span(), key, reason),
+        }
+    }
+
+    fn retries(&self, value: Option<&Spanned<i64>>, key: &str, inherited: u32) -> Result<u32, ConfigError> {
+        let Some(v) = value else { return Ok(inherited) };
+        match *v.get_ref() {
+            n @ 0..=default::RETRIES_MAX => Ok(n as u32),
+            n => self.err(
+                v.span(),
+                key,
+                format!("{n} is out of range 0..={}", default::RETRIES_MAX),
+            ),
+        }
+    }
+
+    fn mode(&self, value: Option<&Spanned<String>>, key: &str) -> Result<Mode, ConfigError> {
+        let Some(v) = value else { return Ok(Mode::Tcp) };
+        match v.get_ref().as_str() {
+            "tcp" => Ok(Mode::Tcp),
+            "http" => self.err(
+                v.span(),
+                key,
+                "\"http\" is not available yet in this build (L7 arrives with the http issue); use \"tcp\"",
+            ),
+            other => self.err(v.span(), key, format!("unknown mode \"{other}\" (expected \"tcp\")")),
+        }
+    }
+
+    fn validate(&self, file: FileConfig) -> Result<Config, ConfigError> {
+        let global = match &file.global {
+            None => Global { shards: Shards::Auto, grace: default::GRACE, pin: true },
+            Some(g) => Global {
+                shards: self.shards(g.shards.as_ref())?,
+                grace: self.duration(g.grace.as_ref(), "global.grace", default::GRACE)?,
+                pin: g.pin.unwrap_or(true),
+            },
+        };
+        let defaults = self.defaults(file.defaults.as_ref().unwrap_or(&FileDefaults::default()))?;
+
+        let mut backends = Vec::with_capacity(file.backend.len());
+        for b in &file.backend {
+            if backends.iter().any(|x: &Backend| x.name == *b.name.get_ref()) {
+                return self.err(b.name.span(), "backend.name", format!("duplicate backend name \"{}\"", b.name.get_ref()));
+            }
+            backends.push(self.backend(b, &defaults)?);
+        }
+
+        let mut frontends = Vec::with_capacity(file.frontend.len());
+        for f in &file.frontend {
+            if frontends.iter().any(|x: &Frontend| x.name == *f.name.get_ref()) {
+                return self.err(f.name.span(), "frontend.name", format!("duplicate frontend name \"{}\"", f.name.get_ref()));
+            }
+            frontends.push(self.frontend(f, &defaults, &backends)?);
+        }
+        for (i, f) in frontends.iter().enumerate() {
+            for addr in &f.binds {
+                let clash = frontends[..i].iter().find(|o| o.binds.contains(addr));
+                if let Some(other) = clash {
+                    let span = file.frontend[i].bind.span();
+                    return self.err(span, "frontend.bind", format!("{addr} is already bound by frontend \"{}\"", other.name));
+                }
+            }
+        }
+
+        Ok(Config { source: self.source.to_path_buf(), global, frontends, backends })
+    }
+
+    fn shards(&self, value: Option<&Spanned<toml::Value>>) -> Result<Shards, ConfigError> {
+        let Some(v) = value else { return Ok(Shards::Auto) };
+        match v.get_ref() {
+            toml::Value::String(s) if s == "auto" => Ok(Shards::Auto),
+            toml::Value::Integer(n) if (1..=1024).contains(n) => {
+                Ok(Shards::Count(NonZeroUsize::new(*n as usize).expect("checked above")))
+            }
+            other => self.err(v.span(), "global.shards", format!("{other} is neither \"auto\" nor a number in 1..=1024")),
+        }
+    }
+
+    fn defaults(&self, d: &FileDefaults) -> Result<Defaults, ConfigError> {
+        Ok(Defaults {
+            timeout_connect: self.duration(d.timeout_connect.as_ref(), "defaults.timeout_connect", default::TIMEOUT_CONNECT)?,
+            timeout_client: self.duration(d.timeout_client.as_ref(), "defaults.timeout_client", default::TIMEOUT_CLIENT)?,
+            timeout_server: self.duration(d.timeout_server.as_ref(), "defaults.timeout_server", default::TIMEOUT_SERVER)?,
+            timeout_tunnel: self.duration(d.timeout_tunnel.as_ref(), "defaults.timeout_tunnel", default::TIMEOUT_TUNNEL)?,
+            timeout_client_fin: self.duration(d.timeout_client_fin.as_ref(), "defaults.timeout_client_fin", default::TIMEOUT_CLIENT_FIN)?,
+            timeout_server_fin: self.duration(d.timeout_server_fin.as_ref(), "defaults.timeout_server_fin", default::TIMEOUT_SERVER_FIN)?,
+            retries: self.retries(d.retries.as_ref(), "defaults.retries", default::RETRIES)?,
+            splice: d.splice.unwrap_or(true),
+        })
+    }
+
+    fn frontend(&self, f: &FileFrontend, d: &Defaults, backends: &[Backend]) -> Result<Frontend, ConfigError> {
+        self.name(&f.name, "frontend.name")?;
+        let mode = self.mode(f.mode.as_ref(), "frontend.mode")?;
+        if f.bind.get_ref().is_empty() {
+            return self.err(f.bind.span(), "frontend.bind", "needs at least one address");
+        }
+        let mut binds = Vec::new();
+        for b in f.bind.get_ref() {
+            let addr = self.resolve(b, "frontend.bind")?;
+            if binds.contains(&addr) {
+                return self.err(b.span(), "frontend.bind", format!("{addr} is listed twice"));
+            }
+            binds.push(addr);
+        }
+        let Some(backend_name) = &f.backend else {
+            return self.err(f.name.span(), "frontend.backend", format!("frontend \"{}\" names no backend", f.name.get_ref()));
+        };
+        let Some(backend) = backends.iter().position(|b| b.name == *backend_name.get_ref()) else {
+            return self.err(backend_name.span(), "frontend.backend", format!("no backend is named \"{}\"", backend_name.get_ref()));
+        };
+        if backends[backend].mode != mode {
+            return self.err(backend_name.span(), "frontend.backend", format!(
+                "backend \"{}\" is in {:?} mode, this frontend in {:?} mode",
+                backend_name.get_ref(), backends[backend].mode, mode));
+        }
+        Ok(Frontend {
+            name: f.name.get_ref().clone(),
+            binds,
+            mode,
+            backend,
+            timeout_client: self.duration(f.timeout_client.as_ref(), "frontend.timeout_client", d.timeout_client)?,
+            timeout_client_fin: self.duration(f.timeout_client_fin.as_ref(), "frontend.timeout_client_fin", d.timeout_client_fin)?,
+            splice: f.splice.unwrap_or(d.splice),
+        })
+    }
+
+    fn backend(&self, b: &FileBackend, d: &Defaults) -> Result<Backend, ConfigError> {
+        self.name(&b.name, "backend.name")?;
+        let balance = match &b.balance {
+            None => Balance::RoundRobin,
+            Some(v) => match v.get_ref().as_str() {
+                "roundrobin" => Balance::RoundRobin,
+                "leastconn" => Balance::LeastConn,
+                other => return self.err(v.span(), "backend.balance", format!("unknown algorithm \"{other}\" (expected \"roundrobin\" or \"leastconn\")")),
+            },
+        };
+        let mut servers: Vec<Server> = Vec::with_capacity(b.server.len());
+        for s in &b.server {
+            if servers.iter().any(|x| x.name == *s.name.get_ref()) {
+                return self.err(s.name.span(), "backend.server.name", format!(
+                    "duplicate server name \"{}\" in backend \"{}\"", s.name.get_ref(), b.name.get_ref()));
+            }
+            servers.push(self.server(s)?);
+        }
+        Ok(Backend {
+            name: b.name.get_ref().clone(),
+            mode: self.mode(b.mode.as_ref(), "backend.mode")?,
+            balance,
+            servers,
+            timeout_connect: self.duration(b.timeout_connect.as_ref(), "backend.timeout_connect", d.timeout_connect)?,
+            timeout_server: self.duration(b.timeout_server.as_ref(), "backend.timeout_server", d.timeout_server)?,
+            timeout_server_fin: self.duration(b.timeout_server_fin.as_ref(), "backend.timeout_server_fin", d.timeout_server_fin)?,
+            timeout_tunnel: self.duration(b.timeout_tunnel.as_ref(), "backend.timeout_tunnel", d.timeout_tunnel)?,
+            retries: self.retries(b.retries.as_ref(), "backend.retries", d.retries)?,
+        })
+    }
+
+    fn server(&self, s: &FileServer) -> Result<Server, ConfigError> {
+        self.name(&s.name, "backend.server.name")?;
+        let address = self.resolve(&s.address, "backend.server.address")?;
+        if address.port() == 0 {
+            return self.err(s.address.span(), "backend.server.address", "port 0 cannot be connected to");
+        }
+        let weight = match &s.weight {
+            None => default::WEIGHT,
+            Some(w) => match *w.get_ref() {
+                n @ 0..=default::WEIGHT_MAX => n as u32,
+                n => return self.err(w.span(), "backend.server.weight", format!("{n} is out of range 0..={}", default::WEIGHT_MAX)),
+            },
+        };
+        let maxconn = match &s.maxconn {
+            None => None,
+            Some(m) => match *m.get_ref() {
+                0 => None,
+                n @ 1..=0xFFFF_FFFF => NonZeroU32::new(n as u32),
+                n => return self.err(m.span(), "backend.server.maxconn", format!("{n} is out of range 0..=4294967295 (0 = unlimited)")),
+            },
+        };
+        Ok(Server { name: s.name.get_ref().clone(), address, weight, maxconn })
+    }
+
+    fn name(&self, name: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
+        let n = name.get_ref();
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if ok {
+            Ok(())
+        } else {
+            self.err(name.span(), key, format!(
+                "\"{n}\" is not a valid name (1 to 64 characters of letters, digits, '-', '_', '.')"))
+        }
+    }
+
+    /// Resolves `host:port` (names resolved once, at load).
+    fn resolve(&self, value: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+        let text = value.get_ref();
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+        if !text.contains(':') {
+            return self.err(value.span(), key, format!("\"{text}\" has no port; write \"host:port\""));
+        }
+        match text.to_socket_addrs() {
+            Ok(mut addrs) => match addrs.next() {
+                Some(a) => Ok(a),
+                None => self.err(value.span(), key, format!("\"{text}\" resolves to no address")),
+            },
+            Err(e) => self.err(value.span(), key, format!("\"{text}\" is not a valid address: {e}")),
+        }
+    }
+}
+
+/// `[defaults]` after validation.
+struct Defaults {
+    timeout_connect: Duration,
+    timeout_client: Duration,
+    timeout_server: Duration,
+    timeout_tunnel: Duration,
+    timeout_client_fin: Duration,
+    timeout_server_fin: Duration,
+    retries: u32,
+    splice: bool,
+}

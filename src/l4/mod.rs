@@ -1,0 +1,85 @@
+//! tcp mode: one client connection becomes one tunnel to one server.
+//!
+//! Owns the life of a tcp-mode session: pick a server, connect within `timeout_connect`
+//! (on failure, another server, up to `retries` more attempts), then hand both sockets to
+//! the [`relay`]. The session holds its place on the server ([`ActiveSlot`]) for as long as
+//! the tunnel lives. A client for which no server can be reached is closed (with FIN) and
+//! counted on the backend.
+
+pub mod relay;
+pub mod splice;
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use glommio::net::TcpStream;
+
+use crate::upstream::{ActiveSlot, BackendState, TriedSet};
+use crate::worker::Shard;
+use relay::{Forwarding, RelayEnd, RelayTimeouts};
+
+/// Serves one accepted tcp-mode client to the end.
+pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
+    let fe = &shard.config.frontends[frontend];
+    let be = &shard.config.backends[fe.backend];
+    let backend = &shard.backends[fe.backend];
+    let Some((mut server, _slot)) = connect(backend, be.timeout_connect, be.retries).await else {
+        backend.no_server.set(backend.no_server.get() + 1);
+        return;
+    };
+    let forwarding = if fe.splice { Forwarding::Splice } else { Forwarding::Copy };
+    if prepare(&client, forwarding).is_err() || prepare(&server, forwarding).is_err() {
+        shard.counters.relay_errors.set(shard.counters.relay_errors.get() + 1);
+        return;
+    }
+    let timeouts = RelayTimeouts {
+        idle: be.timeout_tunnel,
+        client_fin: fe.timeout_client_fin,
+        server_fin: be.timeout_server_fin,
+    };
+    let (end, bytes) = relay::relay(&mut client, &mut server, forwarding, timeouts).await;
+    let c = &shard.counters;
+    c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
+    c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
+    match end {
+        RelayEnd::Closed => {}
+        RelayEnd::Timeout { .. } => c.relay_timeouts.set(c.relay_timeouts.get() + 1),
+        RelayEnd::Error { .. } => c.relay_errors.set(c.relay_errors.get() + 1),
+    }
+}
+
+/// Connects to a server of `backend`: the first attempt plus up to `retries` more, each on
+/// a server not yet tried while one remains.
+pub async fn connect(
+    backend: &BackendState,
+    timeout: std::time::Duration,
+    retries: u32,
+) -> Option<(TcpStream, ActiveSlot)> {
+    let mut tried = TriedSet::default();
+    for _attempt in 0..=retries {
+        let slot = backend.acquire(&tried)?;
+        match TcpStream::connect_timeout(slot.server.address, timeout).await {
+            Ok(stream) => {
+                slot.server.sessions.set(slot.server.sessions.get() + 1);
+                return Some((stream, slot));
+            }
+            Err(_) => {
+                let s = &slot.server;
+                s.connect_failures.set(s.connect_failures.get() + 1);
+                tried.insert(slot.index, backend.servers.len());
+            }
+        }
+    }
+    None
+}
+
+/// Socket options of both ends of a tunnel: no Nagle delay (the relay forwards what it
+/// has at once), and non-blocking descriptors for `splice`.
+fn prepare(stream: &TcpStream, forwarding: Forwarding) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    if forwarding == Forwarding::Splice {
+        splice::set_nonblocking(stream.as_raw_fd())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The bidirectional byte relay between a client and a server connection.
+//!
+//! Owns both directions of one tunnel and its inactivity clock. Two engines move the bytes
+//! behind one state machine, so they share every rule (half-close, timeouts, errors):
+//! - [`Forwarding::Splice`]: `splice(2)` socket → pipe → socket, never copying to user space.
+//!   glommio has no readiness wait for raw descriptors, so when a socket would block the
+//!   engine moves a single byte through glommio's own awaitable read or write: that arms the
+//!   io_uring poll, and the byte keeps its place in the stream.
+//! - [`Forwarding::Copy`]: a user-space buffer per direction, for streams splice cannot serve.
+//!
+//! Invariants: bytes leave in the order they arrived; a FIN from one side becomes a
+//! `shutdown(SHUT_WR)` on the other only after every byte before it was delivered; the
+//! relay never waits longer than the bound in force (`timeout_tunnel` while both directions
+//! are open; `timeout_server_fin` once the client has closed its side, `timeout_client_fin`
+//! once the server has, as HAProxy's `client-fin`/`server-fin`). One poll moves at most
+//! [`POLL_BUDGET_CHUNKS`] chunks per direction, then yields, so one fast tunnel cannot starve
+//! the shard.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+use super::splice::{Pipe, SPLICE_CHUNK_BYTES};
+
+/// Chunks one direction may move in one poll before yielding to other tasks.
+pub const POLL_BUDGET_CHUNKS: u32 = 16;
+
+/// Size of the user-space buffer of one direction in copy mode.
+pub const COPY_BUFFER_BYTES: usize = 16 * 1024;
+
+/// How the bytes are moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    Splice,
+    Copy,
+}
+
+/// Which end of the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Inactivity bounds of a tunnel.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayTimeouts {
+    /// While both directions are open (`timeout_tunnel`).
+    pub idle: Duration,
+    /// Once the server has closed its side: waiting on the client.
+    pub client_fin: Duration,
+    /// Once the client has closed its side: waiting on the server.
+    pub server_fin: Duration,
+}
+
+/// Why a relay ended. Only `Closed` is a clean end.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// Both sides sent FIN and every byte was delivered.
+    Closed,
+    /// Nothing moved for the bound in force; `half_closed` is the side that had already
+    /// closed, if any.
+    Timeout { half_closed: Option<Side> },
+    /// An I/O error on `side` (reset, broken pipe).
+    Error { side: Side, error: io::Error },
+}
+
+/// Bytes moved, per direction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayBytes {
+    pub client_to_server: u64,
+    pub server_to_client: u64,
+}
+
+/// Relays until both sides have closed, one fails, or the tunnel is idle too long.
+pub async fn relay(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    forwarding: Forwarding,
+    timeouts: RelayTimeouts,
+) -> (RelayEnd, RelayBytes) {
+    let engines = match forwarding {
+        Forwarding::Splice => match (Engine::splice(), Engine::splice()) {
+            (Ok(a), Ok(b)) => Some((a, b)),
+            // Out of descriptors for pipes: degrade to copying rather than refuse.
+            _ => None,
+        },
+        Forwarding::Copy => None,
+    };
+    let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
+    let relay = Relay {
+        client,
+        server,
+        up: Direction::new(up, Side::Client),
+        down: Direction::new(down, Side::Server),
+        timer: Timer::new(timeouts.idle),
+        bound: timeouts.idle,
+        last_activity: Instant::now(),
+        timeouts,
+    };
+    relay.await
+}
+
+struct Relay<'a> {
+    client: &'a mut TcpStream,
+    server: &'a mut TcpStream,
+    /// Client → server.
+    up: Direction,
+    /// Server → client.
+    down: Direction,
+    /// Fires at the earliest possible expiry; re-armed lazily when it fires early.
+    timer: Timer,
+    /// Inactivity bound in force.
+    bound: Duration,
+    last_activity: Instant,
+    timeouts: RelayTimeouts,
+}
+
+impl Relay<'_> {
+    fn bytes(&self) -> RelayBytes {
+        RelayBytes { client_to_server: self.up.bytes, server_to_client: self.down.bytes }
+    }
+
+    fn half_closed(&self) -> Option<Side> {
+        match (self.up.done, self.down.done) {
+            (true, false) => Some(Side::Client),
+            (false, true) => Some(Side::Server),
+            _ => None,
+        }
+    }
+}
+
+impl Future for Relay<'_> {
+    type Output = (RelayEnd, RelayBytes);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut progressed = false;
+        if !this.up.done {
+            if let Poll::Ready(Err((side, error))) =
+                this.up.poll(this.client, this.server, cx, &mut progressed)
+            {
+                return Poll::Ready((RelayEnd::Error { side, error }, this.bytes()));
+            }
+        }
+        if !this.down.done {
+            if let Poll::Ready(Err((side, error))) =
+                this.down.poll(this.server, this.client, cx, &mut progressed)
+            {
+                return Poll::Ready((RelayEnd::Error { side, error }, this.bytes()));
+            }
+        }
+        if this.up.done && this.down.done {
+            return Poll::Ready((RelayEnd::Closed, this.bytes()));
+        }
+
+        let now = Instant::now();
+        if progressed {
+            this.last_activity = now;
+        }
+        let bound = match this.half_closed() {
+            None => this.timeouts.idle,
+            Some(Side::Client) => this.timeouts.server_fin.min(this.timeouts.idle),
+            Some(Side::Server) => this.timeouts.client_fin.min(this.timeouts.idle),
+        };
+        if bound != this.bound {
+            this.bound = bound;
+            let deadline = this.last_activity + bound;
+            this.timer.reset(deadline.saturating_duration_since(now));
+        }
+        loop {
+            match Pin::new(&mut this.timer).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(_) => {
+                    let now = Instant::now();
+                    let deadline = this.last_activity + this.bound;
+                    if now >= deadline {
+                        let end = RelayEnd::Timeout { half_closed: this.half_closed() };
+                        return Poll::Ready((end, this.bytes()));
+                    }
+                    this.timer.reset(deadline - now);
+                }
+            }
+        }
+    }
+}
+
+/// One direction of the tunnel: reads from `from`, writes to the other side.
+struct Direction {
+    engine: Engine,
+    from: Side,
+    /// The source sent FIN.
+    eof: bool,
+    /// FIN seen, every byte delivered, and the destination shut down for writing.
+    done: bool,
+    bytes: u64,
+}
+
+enum Engine {
+    Splice {
+        pipe: Pipe,
+        /// Bytes sitting in the pipe.
+        in_pipe: usize,
+        /// A byte taken out of the pipe to wait for writability through glommio; it is
+        /// the next byte of the stream.
+        held: Option<u8>,
+    },
+    Copy {
+        buf: Box<[u8]>,
+        /// `buf[start..end]` is read and not yet written.
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Engine {
+    fn splice() -> io::Result<Engine> {
+        Ok(Engine::Splice { pipe: Pipe::new()?, in_pipe: 0, held: None })
+    }
+
+    fn copy() -> Engine {
+        Engine::Copy { buf: vec![0; COPY_BUFFER_BYTES].into_boxed_slice(), start: 0, end: 0 }
+    }
+}
+
+type DirResult = Result<(), (Side, io::Error)>;
+
+impl Direction {
+    fn new(engine: Engine, from: Side) -> Self {
+        Direction { engine, from, eof: false, done: false, bytes: 0 }
+    }
+
+    fn to(&self) -> Side {
+        match self.from {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+
+    /// Moves bytes until the source would block, the destination would block, or the
+    /// budget is spent. `Ready(Ok)` once the direction is finished.
+    fn poll(
+        &mut self,
+        src: &mut TcpStream,
+        dst: &mut TcpStream,
+        cx: &mut Context<'_>,
+        progressed: &mut bool,
+    ) -> Poll<DirResult> {
+        let (from, to) = (self.from, self.to());
+        let src_fd = src.as_raw_fd();
+        let dst_fd = dst.as_raw_fd();
+        let mut budget = POLL_BUDGET_CHUNKS;
+        match &mut self.engine {
+            Engine::Splice { pipe, in_pipe, held } => loop {
+                if let Some(b) = *held {
+                    match Pin::new(&mut *dst).poll_write(cx, &[b]) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into()))),
+                        Poll::Ready(Ok(_)) => {
+                            *held = None;
+                            self.bytes += 1;
+                            *progressed = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err((to, e))),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                while *in_pipe > 0 {
+                    match pipe.drain_into(dst_fd, *in_pipe) {
+                        Ok(n) => {
+                            *in_pipe -= n;
+                            self.bytes += n as u64;
+                            *progressed = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            *held = Some(pipe.take_byte().map_err(|e| (to, e))?);
+                            *in_pipe -= 1;
+                            break;
+                        }
+                        Err(e) => return Poll::Ready(Err((to, e))),
+                    }
+                }
+                if held.is_some() {
+                    continue;
+                }
+                if self.eof {
+                    return Poll::Ready(finish(dst_fd, to).map(|()| self.done = true));
+                }
+                if budget == 0 {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                budget -= 1;
+                match pipe.fill_from(src_fd, SPLICE_CHUNK_BYTES) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => {
+                        *in_pipe = n;
+                        *progressed = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let mut one = [0u8; 1];
+                        match Pin::new(&mut *src).poll_read(cx, &mut one) {
+                            Poll::Ready(Ok(0)) => self.eof = true,
+                            Poll::Ready(Ok(_)) => {
+                                pipe.put_byte(one[0]).map_err(|e| (from, e))?;
+                                *in_pipe = 1;
+                                *progressed = true;
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err((from, e))),
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    Err(e) => return Poll::Ready(Err((from, e))),
+                }
+            },
+            Engine::Copy { buf, start, end } => loop {
+                while *start < *end {
+                    match Pin::new(&mut *dst).poll_write(cx, &buf[*start..*end]) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into()))),
+                        Poll::Ready(Ok(n)) => {
+                            *start += n;
+                            self.bytes += n as u64;
+                            *progressed = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err((to, e))),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                *start = 0;
+                *end = 0;
+                if self.eof {
+                    return Poll::Ready(finish(dst_fd, to).map(|()| self.done = true));
+                }
+                if budget == 0 {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                budget -= 1;
+                match Pin::new(&mut *src).poll_read(cx, buf) {
+                    Poll::Ready(Ok(0)) => self.eof = true,
+                    Poll::Ready(Ok(n)) => {
+                        *end = n;
+                        *progressed = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err((from, e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+        }
+    }
+}
+
+/// Passes the FIN on: the destination will read end of stream after the last byte.
+fn finish(dst: RawFd, to: Side) -> DirResult {
+    super::splice::shutdown_write(dst).map_err(|e| (to, e))
+}

@@ -1,0 +1,113 @@
+//! Raw syscalls of the zero-copy path: pipes, `splice(2)`, one-byte moves, `O_NONBLOCK`.
+//!
+//! A leaf module: every `unsafe` block of the L4 path is here, each with its argument.
+//! Functions return `io::Result` with `WouldBlock` for `EAGAIN`; none of them blocks,
+//! provided the sockets were made non-blocking with [`set_nonblocking`] first.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// How much one `splice` call asks for. 64 KiB is the default pipe capacity on Linux.
+pub const SPLICE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A pipe used as the in-kernel buffer of one relay direction.
+#[derive(Debug)]
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    pub fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two c_int that pipe2 fills on success.
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Pipe { read, write })
+    }
+
+    /// Moves up to `len` bytes from socket `from` into the pipe. `Ok(0)` is end of stream.
+    pub fn fill_from(&self, from: RawFd, len: usize) -> io::Result<usize> {
+        splice(from, self.write.as_raw_fd(), len)
+    }
+
+    /// Moves up to `len` bytes from the pipe into socket `to`.
+    pub fn drain_into(&self, to: RawFd, len: usize) -> io::Result<usize> {
+        splice(self.read.as_raw_fd(), to, len)
+    }
+
+    /// Takes one byte out of the pipe (to push it through an awaitable write).
+    pub fn take_byte(&self) -> io::Result<u8> {
+        let mut b = 0u8;
+        // SAFETY: reads at most one byte into a valid, writable one-byte buffer.
+        let r = unsafe { libc::read(self.read.as_raw_fd(), (&mut b as *mut u8).cast(), 1) };
+        match r {
+            1 => Ok(b),
+            0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe unexpectedly empty")),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Puts one byte into the pipe (one read through an awaitable read).
+    pub fn put_byte(&self, b: u8) -> io::Result<()> {
+        // SAFETY: writes exactly one byte from a valid one-byte buffer.
+        let r = unsafe { libc::write(self.write.as_raw_fd(), (&b as *const u8).cast(), 1) };
+        match r {
+            1 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice takes two descriptors and null offsets (both are pipes or sockets);
+    // it does not touch our memory. An invalid descriptor yields EBADF, not UB.
+    let r = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Sets `O_NONBLOCK` on a socket (glommio's sockets are blocking; `splice` needs this).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor we hold; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `shutdown(fd, SHUT_WR)`: sends FIN after the bytes already queued. A socket the peer has
+/// already torn down (`ENOTCONN`) has nothing left to tell and is not an error.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown on a descriptor we hold; no memory is passed.
+    let r = unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOTCONN) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! # ringproxy
+//!
+//! A load balancer and reverse proxy for bare-metal Linux: thread-per-core, io_uring
+//! (through glommio), zero-copy L4 forwarding with `splice(2)`.
+//!
+//! ## Thread model
+//! One **shard** per CPU. A shard is a glommio `LocalExecutor` pinned to its CPU, with its
+//! own `SO_REUSEPORT` listening socket per frontend address (the kernel spreads new
+//! connections across shards), its own view of every backend (active counts, balancer
+//! state) and its own counters. A connection is accepted, served and closed on one shard;
+//! nothing on the data path is shared between shards, so nothing is locked. Inside a shard,
+//! tasks share state through `Rc`/`Cell`.
+//!
+//! ## Control plane and data plane
+//! The main thread is the control plane: it validates the configuration, binds every
+//! listener (so a port in use fails the start, not a shard), starts the shards and waits
+//! for a stop signal. It talks to shards only through explicit cross-thread objects (today
+//! the stop flag, read on a 50 ms tick). The data plane is the shards' accept loops and
+//! sessions.
+//!
+//! ## Decisions are sans-IO
+//! Balancing ([`upstream::balance`]), configuration validation ([`config`]) and the
+//! per-shard `maxconn` split are plain code tested without sockets; the glommio tasks
+//! ([`worker`], [`l4`]) are thin shells that do the I/O.
+//!
+//! ## Module map (in the order a connection meets them)
+//! - [`config`]: TOML → validated [`config::Config`]; every refusal names file, line, key.
+//! - [`runtime`]: CPU plan, listeners, one executor thread per shard, start errors, signals.
+//! - [`worker`]: a shard's accept loops, session spawning, draining on stop.
+//! - [`l4`]: tcp mode: connect with retries, then the splice/copy [`l4::relay`].
+//! - [`upstream`]: per-shard backend state and the balancer.
+//! - [`origin`]: the built-in HTTP/1.1 origin for demos, tests and benchmarks.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod config;
+pub mod l4;
+pub mod origin;
+pub mod runtime;
+pub mod upstream;
+pub mod worker;

@@ -1,0 +1,209 @@
+//! Per-core bootstrap: CPUs, listeners, one pinned glommio executor per shard, stop.
+//!
+//! Owns the threads. [`start`] does every fallible step it can on the calling thread first
+//! (CPU set, descriptor limit, binding every listener), then starts one executor thread
+//! per shard and waits until each has built its executor, so a startup failure is a
+//! [`StartError`] returned to the caller, never a panic in a thread. [`Running`] is the
+//! handle: the addresses actually bound, `stop`, `wait`.
+
+pub mod signals;
+pub mod sockets;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::{Config, Shards};
+use crate::worker::{self, Shard, ShardListener, StopFlag};
+
+/// Memory each executor registers for io_uring buffers. ringproxy does no file I/O, so it
+/// needs little; keeping it small lets non-root users start within `ulimit -l`.
+pub const IO_MEMORY_BYTES: usize = 1 << 20;
+
+/// Why the proxy could not start. Each message says the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind frontend \"{frontend}\" on {addr}: {source}{hint}")]
+    Bind { frontend: String, addr: SocketAddr, source: std::io::Error, hint: &'static str },
+    #[error("global.shards = {wanted}, but only {available} CPU(s) are available to this process ({cpus:?}): lower global.shards, widen the CPU set (taskset), or set global.pin = false")]
+    Cpus { wanted: usize, available: usize, cpus: Vec<usize> },
+    #[error("cannot start the io_uring executor of shard {shard}: {message}{hint}")]
+    Executor { shard: usize, message: String, hint: &'static str },
+    #[error("cannot read this process's CPU set: {0}")]
+    Affinity(std::io::Error),
+}
+
+/// A started proxy.
+pub struct Running {
+    stop: Arc<StopFlag>,
+    threads: Vec<JoinHandle<()>>,
+    /// Per frontend (config order): the addresses actually bound.
+    bound: Vec<Vec<SocketAddr>>,
+    shards: usize,
+}
+
+impl Running {
+    /// Addresses bound for the frontend at `index` (port 0 in the config is resolved here).
+    pub fn frontend_addrs(&self, index: usize) -> &[SocketAddr] {
+        &self.bound[index]
+    }
+
+    /// Number of shards running.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Asks every shard to stop accepting and drain (returns at once).
+    pub fn stop(&self) {
+        self.stop.request();
+    }
+
+    /// Waits until every shard has finished.
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// `stop` then `wait`.
+    pub fn shutdown(self) {
+        self.stop();
+        self.wait();
+    }
+}
+
+/// How many shards, on which CPUs (`None` = unpinned).
+fn plan_cpus(config: &Config) -> Result<Vec<Option<usize>>, StartError> {
+    let cpus = sockets::allowed_cpus().map_err(StartError::Affinity)?;
+    let wanted = match config.global.shards {
+        Shards::Auto => cpus.len().max(1),
+        Shards::Count(n) => n.get(),
+    };
+    if !config.global.pin {
+        return Ok(vec![None; wanted]);
+    }
+    if wanted > cpus.len() {
+        return Err(StartError::Cpus { wanted, available: cpus.len(), cpus });
+    }
+    Ok(cpus[..wanted].iter().map(|&c| Some(c)).collect())
+}
+
+/// Starts the proxy described by `config`.
+pub fn start(config: Config) -> Result<Running, StartError> {
+    let placement = plan_cpus(&config)?;
+    let shards = placement.len();
+    if let Err(e) = sockets::raise_fd_limit() {
+        eprintln!("ringproxy: warning: cannot raise the open-file limit: {e}");
+    }
+
+    // Bind everything before any shard starts: a port in use fails the whole start.
+    let mut per_shard: Vec<Vec<ShardListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut bound = Vec::with_capacity(config.frontends.len());
+    for (index, fe) in config.frontends.iter().enumerate() {
+        let mut addrs = Vec::with_capacity(fe.binds.len());
+        for &addr in &fe.binds {
+            let listeners = sockets::bind_reuseport(addr, shards).map_err(|source| StartError::Bind {
+                frontend: fe.name.clone(),
+                addr,
+                hint: bind_hint(&source),
+                source,
+            })?;
+            addrs.push(listeners[0].local_addr().unwrap_or(addr));
+            for (shard, listener) in listeners.into_iter().enumerate() {
+                per_shard[shard].push(ShardListener { frontend: index, listener });
+            }
+        }
+        bound.push(addrs);
+    }
+
+    let config = Arc::new(config);
+    let stop = Arc::new(StopFlag::default());
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
+    let mut threads = Vec::with_capacity(shards);
+    for (id, (cpu, listeners)) in placement.into_iter().zip(per_shard).enumerate() {
+        let config = Arc::clone(&config);
+        let stop = Arc::clone(&stop);
+        let ready = ready_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ringproxy-shard-{id}"))
+            .spawn(move || {
+                let builder = LocalExecutorBuilder::new(cpu.map_or(Placement::Unbound, Placement::Fixed))
+                    .name(&format!("shard-{id}"))
+                    .io_memory(IO_MEMORY_BYTES);
+                let executor = match builder.make() {
+                    Ok(ex) => ex,
+                    Err(e) => {
+                        let message = e.to_string();
+                        let hint = executor_hint(&message);
+                        let _ = ready.send(Err(StartError::Executor { shard: id, message, hint }));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(id));
+                drop(ready);
+                executor.run(async move {
+                    let shard = Rc::new(Shard::new(id, shards, config));
+                    worker::run(shard, listeners, stop).await;
+                });
+            })
+            .map_err(|e| StartError::Executor {
+                shard: id,
+                message: e.to_string(),
+                hint: "",
+            })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+
+    let running = Running { stop, threads, bound, shards };
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                running.shutdown();
+                return Err(e);
+            }
+            Err(_) => {
+                running.shutdown();
+                return Err(StartError::Executor {
+                    shard: 0,
+                    message: "a shard thread exited during startup".into(),
+                    hint: "",
+                });
+            }
+        }
+    }
+    Ok(running)
+}
+
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process listens there: stop it, or change frontend.bind)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            " (no interface of this machine has that address)"
+        }
+        _ => "",
+    }
+}
+
+fn executor_hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("memlock") || m.contains("mlock") {
+        " (the locked-memory limit is too low: raise `ulimit -l` to at least 2 MiB per shard, or run as root)"
+    } else if m.contains("cpu") {
+        " (that CPU does not exist or is offline: check global.shards and the CPU set)"
+    } else if m.contains("operation not permitted") || m.contains("function not implemented") {
+        " (io_uring is unavailable: Linux >= 5.8 is needed, and sysctl kernel.io_uring_disabled must be 0)"
+    } else {
+        ""
+    }
+}
