@@ -64,9 +64,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match (cli.command, cli.config) {
         (Some(Command::Check { config }), _) => check(&config),
-        (Some(Command::Origin { listen, body_bytes, shards }), _) => {
-            run_origin(OriginOptions { listen, body_bytes, shards })
-        }
+        (
+            Some(Command::Origin {
+                listen,
+                body_bytes,
+                shards,
+            }),
+            _,
+        ) => run_origin(OriginOptions {
+            listen,
+            body_bytes,
+            shards,
+        }),
         (None, Some(path)) => match Config::load(&path) {
             Ok(config) => run_proxy(config, None),
             Err(e) => {
@@ -123,8 +132,16 @@ fn run_proxy(config: Config, banner: Option<String>) -> ExitCode {
         }
     };
     for (i, name) in frontends.iter().enumerate() {
-        let addrs: Vec<String> = running.frontend_addrs(i).iter().map(|a| a.to_string()).collect();
-        eprintln!("ringproxy: frontend {name} listening on {} ({} shard(s))", addrs.join(", "), running.shards());
+        let addrs: Vec<String> = running
+            .frontend_addrs(i)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        eprintln!(
+            "ringproxy: frontend {name} listening on {} ({} shard(s))",
+            addrs.join(", "),
+            running.shards()
+        );
     }
     if let Some(b) = banner {
         eprintln!("{b}");
@@ -171,7 +188,11 @@ fn run_demo() -> ExitCode {
     let mut origins = Vec::new();
     for addr in DEMO_ORIGINS {
         let listen: SocketAddr = addr.parse().expect("constant address");
-        match origin::start(&OriginOptions { listen, body_bytes: None, shards: 1 }) {
+        match origin::start(&OriginOptions {
+            listen,
+            body_bytes: None,
+            shards: 1,
+        }) {
             Ok(o) => {
                 eprintln!("ringproxy demo: origin listening on {}", o.addr());
                 origins.push(o);

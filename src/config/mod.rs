@@ -168,7 +168,7 @@ impl Config {
     /// Validates configuration text; `source` names it in errors.
     pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
         let ctx = Ctx { text, source };
-        let file: FileConfig = toml::from_str(text).map_err(|e| ctx.from_toml(&e))?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| ctx.toml_error(&e))?;
         ctx.validate(file)
     }
 
@@ -223,10 +223,19 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
-    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, reason: impl Into<String>) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        reason: impl Into<String>,
+    ) -> Result<T, ConfigError> {
         Err(ConfigError {
             file: self.source.to_path_buf(),
             line: self.line_of(span.start),
@@ -237,9 +246,10 @@ impl Ctx<'_> {
 
     /// Maps a TOML syntax or type error onto `FILE:LINE: key: reason`. The key is read back
     /// from the source: the table header above the line plus the key on the line.
-    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let start = e.span().map(|s| s.start).unwrap_or(0);
-        let line = self.line_of(start);
+        let lines = self.text.lines().count().max(1);
+        let line = self.line_of(start).min(lines);
         ConfigError {
             file: self.source.to_path_buf(),
             line,
@@ -248,28 +258,31 @@ impl Ctx<'_> {
         }
     }
 
+    /// The dotted key for an error reported at `line`: the nearest table header above plus
+    /// the nearest `key =` at or above the line (a multi-line array's element reports the
+    /// array's key). Comments are ignored.
     fn key_at_line(&self, line: usize) -> String {
-        let lines: Vec<&str> = self.text.lines().collect();
-        let Some(current) = lines.get(line.saturating_sub(1)) else {
+        let lines: Vec<&str> = self.text.lines().map(strip_comment).collect();
+        if lines.is_empty() {
             return "(file)".into();
-        };
-        let table = lines[..line.saturating_sub(1)]
-            .iter()
-            .rev()
-            .map(|l| l.trim())
-            .find(|l| l.starts_with('['))
-            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-        let current = current.trim();
-        if current.starts_with('[') {
-            return current.trim_matches(|c| c == '[' || c == ']').trim().to_string();
         }
-        let key = current.split('=').next().unwrap_or("").trim();
-        match (table, key.is_empty()) {
-            (Some(t), false) => format!("{t}.{key}"),
-            (Some(t), true) => t,
-            (None, false) => key.to_string(),
-            (None, true) => "(file)".into(),
+        let last = line.clamp(1, lines.len()) - 1;
+        let mut key: Option<&str> = None;
+        for l in lines[..=last].iter().rev() {
+            if l.starts_with('[') {
+                let table = l.trim_matches(|c| c == '[' || c == ']').trim();
+                return match key {
+                    Some(k) => format!("{table}.{k}"),
+                    None => table.to_string(),
+                };
+            }
+            if key.is_none() {
+                if let Some((k, _)) = l.split_once('=') {
+                    key = Some(k.trim());
+                }
+            }
         }
+        key.map_or_else(|| "(file)".into(), str::to_string)
     }
 
     fn duration(
@@ -290,7 +303,12 @@ impl Ctx<'_> {
         }
     }
 
-    fn retries(&self, value: Option<&Spanned<i64>>, key: &str, inherited: u32) -> Result<u32, ConfigError> {
+    fn retries(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        inherited: u32,
+    ) -> Result<u32, ConfigError> {
         let Some(v) = value else { return Ok(inherited) };
         match *v.get_ref() {
             n @ 0..=default::RETRIES_MAX => Ok(n as u32),
@@ -317,7 +335,11 @@ impl Ctx<'_> {
 
     fn validate(&self, file: FileConfig) -> Result<Config, ConfigError> {
         let global = match &file.global {
-            None => Global { shards: Shards::Auto, grace: default::GRACE, pin: true },
+            None => Global {
+                shards: Shards::Auto,
+                grace: default::GRACE,
+                pin: true,
+            },
             Some(g) => Global {
                 shards: self.shards(g.shards.as_ref())?,
                 grace: self.duration(g.grace.as_ref(), "global.grace", default::GRACE)?,
@@ -328,57 +350,115 @@ impl Ctx<'_> {
 
         let mut backends = Vec::with_capacity(file.backend.len());
         for b in &file.backend {
-            if backends.iter().any(|x: &Backend| x.name == *b.name.get_ref()) {
-                return self.err(b.name.span(), "backend.name", format!("duplicate backend name \"{}\"", b.name.get_ref()));
+            if backends
+                .iter()
+                .any(|x: &Backend| x.name == *b.name.get_ref())
+            {
+                return self.err(
+                    b.name.span(),
+                    "backend.name",
+                    format!("duplicate backend name \"{}\"", b.name.get_ref()),
+                );
             }
             backends.push(self.backend(b, &defaults)?);
         }
 
         let mut frontends = Vec::with_capacity(file.frontend.len());
         for f in &file.frontend {
-            if frontends.iter().any(|x: &Frontend| x.name == *f.name.get_ref()) {
-                return self.err(f.name.span(), "frontend.name", format!("duplicate frontend name \"{}\"", f.name.get_ref()));
+            if frontends
+                .iter()
+                .any(|x: &Frontend| x.name == *f.name.get_ref())
+            {
+                return self.err(
+                    f.name.span(),
+                    "frontend.name",
+                    format!("duplicate frontend name \"{}\"", f.name.get_ref()),
+                );
             }
             frontends.push(self.frontend(f, &defaults, &backends)?);
         }
         for (i, f) in frontends.iter().enumerate() {
-            for addr in &f.binds {
+            for addr in f.binds.iter().filter(|a| a.port() != 0) {
                 let clash = frontends[..i].iter().find(|o| o.binds.contains(addr));
                 if let Some(other) = clash {
                     let span = file.frontend[i].bind.span();
-                    return self.err(span, "frontend.bind", format!("{addr} is already bound by frontend \"{}\"", other.name));
+                    return self.err(
+                        span,
+                        "frontend.bind",
+                        format!("{addr} is already bound by frontend \"{}\"", other.name),
+                    );
                 }
             }
         }
 
-        Ok(Config { source: self.source.to_path_buf(), global, frontends, backends })
+        Ok(Config {
+            source: self.source.to_path_buf(),
+            global,
+            frontends,
+            backends,
+        })
     }
 
     fn shards(&self, value: Option<&Spanned<toml::Value>>) -> Result<Shards, ConfigError> {
-        let Some(v) = value else { return Ok(Shards::Auto) };
+        let Some(v) = value else {
+            return Ok(Shards::Auto);
+        };
         match v.get_ref() {
             toml::Value::String(s) if s == "auto" => Ok(Shards::Auto),
-            toml::Value::Integer(n) if (1..=1024).contains(n) => {
-                Ok(Shards::Count(NonZeroUsize::new(*n as usize).expect("checked above")))
-            }
-            other => self.err(v.span(), "global.shards", format!("{other} is neither \"auto\" nor a number in 1..=1024")),
+            toml::Value::Integer(n) if (1..=1024).contains(n) => Ok(Shards::Count(
+                NonZeroUsize::new(*n as usize).expect("checked above"),
+            )),
+            other => self.err(
+                v.span(),
+                "global.shards",
+                format!("{other} is neither \"auto\" nor a number in 1..=1024"),
+            ),
         }
     }
 
     fn defaults(&self, d: &FileDefaults) -> Result<Defaults, ConfigError> {
         Ok(Defaults {
-            timeout_connect: self.duration(d.timeout_connect.as_ref(), "defaults.timeout_connect", default::TIMEOUT_CONNECT)?,
-            timeout_client: self.duration(d.timeout_client.as_ref(), "defaults.timeout_client", default::TIMEOUT_CLIENT)?,
-            timeout_server: self.duration(d.timeout_server.as_ref(), "defaults.timeout_server", default::TIMEOUT_SERVER)?,
-            timeout_tunnel: self.duration(d.timeout_tunnel.as_ref(), "defaults.timeout_tunnel", default::TIMEOUT_TUNNEL)?,
-            timeout_client_fin: self.duration(d.timeout_client_fin.as_ref(), "defaults.timeout_client_fin", default::TIMEOUT_CLIENT_FIN)?,
-            timeout_server_fin: self.duration(d.timeout_server_fin.as_ref(), "defaults.timeout_server_fin", default::TIMEOUT_SERVER_FIN)?,
+            timeout_connect: self.duration(
+                d.timeout_connect.as_ref(),
+                "defaults.timeout_connect",
+                default::TIMEOUT_CONNECT,
+            )?,
+            timeout_client: self.duration(
+                d.timeout_client.as_ref(),
+                "defaults.timeout_client",
+                default::TIMEOUT_CLIENT,
+            )?,
+            timeout_server: self.duration(
+                d.timeout_server.as_ref(),
+                "defaults.timeout_server",
+                default::TIMEOUT_SERVER,
+            )?,
+            timeout_tunnel: self.duration(
+                d.timeout_tunnel.as_ref(),
+                "defaults.timeout_tunnel",
+                default::TIMEOUT_TUNNEL,
+            )?,
+            timeout_client_fin: self.duration(
+                d.timeout_client_fin.as_ref(),
+                "defaults.timeout_client_fin",
+                default::TIMEOUT_CLIENT_FIN,
+            )?,
+            timeout_server_fin: self.duration(
+                d.timeout_server_fin.as_ref(),
+                "defaults.timeout_server_fin",
+                default::TIMEOUT_SERVER_FIN,
+            )?,
             retries: self.retries(d.retries.as_ref(), "defaults.retries", default::RETRIES)?,
             splice: d.splice.unwrap_or(true),
         })
     }
 
-    fn frontend(&self, f: &FileFrontend, d: &Defaults, backends: &[Backend]) -> Result<Frontend, ConfigError> {
+    fn frontend(
+        &self,
+        f: &FileFrontend,
+        d: &Defaults,
+        backends: &[Backend],
+    ) -> Result<Frontend, ConfigError> {
         self.name(&f.name, "frontend.name")?;
         let mode = self.mode(f.mode.as_ref(), "frontend.mode")?;
         if f.bind.get_ref().is_empty() {
@@ -387,29 +467,55 @@ impl Ctx<'_> {
         let mut binds = Vec::new();
         for b in f.bind.get_ref() {
             let addr = self.resolve(b, "frontend.bind")?;
-            if binds.contains(&addr) {
+            if addr.port() != 0 && binds.contains(&addr) {
                 return self.err(b.span(), "frontend.bind", format!("{addr} is listed twice"));
             }
             binds.push(addr);
         }
         let Some(backend_name) = &f.backend else {
-            return self.err(f.name.span(), "frontend.backend", format!("frontend \"{}\" names no backend", f.name.get_ref()));
+            return self.err(
+                f.name.span(),
+                "frontend.backend",
+                format!("frontend \"{}\" names no backend", f.name.get_ref()),
+            );
         };
-        let Some(backend) = backends.iter().position(|b| b.name == *backend_name.get_ref()) else {
-            return self.err(backend_name.span(), "frontend.backend", format!("no backend is named \"{}\"", backend_name.get_ref()));
+        let Some(backend) = backends
+            .iter()
+            .position(|b| b.name == *backend_name.get_ref())
+        else {
+            return self.err(
+                backend_name.span(),
+                "frontend.backend",
+                format!("no backend is named \"{}\"", backend_name.get_ref()),
+            );
         };
         if backends[backend].mode != mode {
-            return self.err(backend_name.span(), "frontend.backend", format!(
-                "backend \"{}\" is in {:?} mode, this frontend in {:?} mode",
-                backend_name.get_ref(), backends[backend].mode, mode));
+            return self.err(
+                backend_name.span(),
+                "frontend.backend",
+                format!(
+                    "backend \"{}\" is in {:?} mode, this frontend in {:?} mode",
+                    backend_name.get_ref(),
+                    backends[backend].mode,
+                    mode
+                ),
+            );
         }
         Ok(Frontend {
             name: f.name.get_ref().clone(),
             binds,
             mode,
             backend,
-            timeout_client: self.duration(f.timeout_client.as_ref(), "frontend.timeout_client", d.timeout_client)?,
-            timeout_client_fin: self.duration(f.timeout_client_fin.as_ref(), "frontend.timeout_client_fin", d.timeout_client_fin)?,
+            timeout_client: self.duration(
+                f.timeout_client.as_ref(),
+                "frontend.timeout_client",
+                d.timeout_client,
+            )?,
+            timeout_client_fin: self.duration(
+                f.timeout_client_fin.as_ref(),
+                "frontend.timeout_client_fin",
+                d.timeout_client_fin,
+            )?,
             splice: f.splice.unwrap_or(d.splice),
         })
     }
@@ -421,14 +527,27 @@ impl Ctx<'_> {
             Some(v) => match v.get_ref().as_str() {
                 "roundrobin" => Balance::RoundRobin,
                 "leastconn" => Balance::LeastConn,
-                other => return self.err(v.span(), "backend.balance", format!("unknown algorithm \"{other}\" (expected \"roundrobin\" or \"leastconn\")")),
+                other => return self.err(
+                    v.span(),
+                    "backend.balance",
+                    format!(
+                        "unknown algorithm \"{other}\" (expected \"roundrobin\" or \"leastconn\")"
+                    ),
+                ),
             },
         };
         let mut servers: Vec<Server> = Vec::with_capacity(b.server.len());
         for s in &b.server {
             if servers.iter().any(|x| x.name == *s.name.get_ref()) {
-                return self.err(s.name.span(), "backend.server.name", format!(
-                    "duplicate server name \"{}\" in backend \"{}\"", s.name.get_ref(), b.name.get_ref()));
+                return self.err(
+                    s.name.span(),
+                    "backend.server.name",
+                    format!(
+                        "duplicate server name \"{}\" in backend \"{}\"",
+                        s.name.get_ref(),
+                        b.name.get_ref()
+                    ),
+                );
             }
             servers.push(self.server(s)?);
         }
@@ -437,10 +556,26 @@ impl Ctx<'_> {
             mode: self.mode(b.mode.as_ref(), "backend.mode")?,
             balance,
             servers,
-            timeout_connect: self.duration(b.timeout_connect.as_ref(), "backend.timeout_connect", d.timeout_connect)?,
-            timeout_server: self.duration(b.timeout_server.as_ref(), "backend.timeout_server", d.timeout_server)?,
-            timeout_server_fin: self.duration(b.timeout_server_fin.as_ref(), "backend.timeout_server_fin", d.timeout_server_fin)?,
-            timeout_tunnel: self.duration(b.timeout_tunnel.as_ref(), "backend.timeout_tunnel", d.timeout_tunnel)?,
+            timeout_connect: self.duration(
+                b.timeout_connect.as_ref(),
+                "backend.timeout_connect",
+                d.timeout_connect,
+            )?,
+            timeout_server: self.duration(
+                b.timeout_server.as_ref(),
+                "backend.timeout_server",
+                d.timeout_server,
+            )?,
+            timeout_server_fin: self.duration(
+                b.timeout_server_fin.as_ref(),
+                "backend.timeout_server_fin",
+                d.timeout_server_fin,
+            )?,
+            timeout_tunnel: self.duration(
+                b.timeout_tunnel.as_ref(),
+                "backend.timeout_tunnel",
+                d.timeout_tunnel,
+            )?,
             retries: self.retries(b.retries.as_ref(), "backend.retries", d.retries)?,
         })
     }
@@ -449,13 +584,23 @@ impl Ctx<'_> {
         self.name(&s.name, "backend.server.name")?;
         let address = self.resolve(&s.address, "backend.server.address")?;
         if address.port() == 0 {
-            return self.err(s.address.span(), "backend.server.address", "port 0 cannot be connected to");
+            return self.err(
+                s.address.span(),
+                "backend.server.address",
+                "port 0 cannot be connected to",
+            );
         }
         let weight = match &s.weight {
             None => default::WEIGHT,
             Some(w) => match *w.get_ref() {
                 n @ 0..=default::WEIGHT_MAX => n as u32,
-                n => return self.err(w.span(), "backend.server.weight", format!("{n} is out of range 0..={}", default::WEIGHT_MAX)),
+                n => {
+                    return self.err(
+                        w.span(),
+                        "backend.server.weight",
+                        format!("{n} is out of range 0..={}", default::WEIGHT_MAX),
+                    )
+                }
             },
         };
         let maxconn = match &s.maxconn {
@@ -463,17 +608,29 @@ impl Ctx<'_> {
             Some(m) => match *m.get_ref() {
                 0 => None,
                 n @ 1..=0xFFFF_FFFF => NonZeroU32::new(n as u32),
-                n => return self.err(m.span(), "backend.server.maxconn", format!("{n} is out of range 0..=4294967295 (0 = unlimited)")),
+                n => {
+                    return self.err(
+                        m.span(),
+                        "backend.server.maxconn",
+                        format!("{n} is out of range 0..=4294967295 (0 = unlimited)"),
+                    )
+                }
             },
         };
-        Ok(Server { name: s.name.get_ref().clone(), address, weight, maxconn })
+        Ok(Server {
+            name: s.name.get_ref().clone(),
+            address,
+            weight,
+            maxconn,
+        })
     }
 
     fn name(&self, name: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
         let n = name.get_ref();
         let ok = !n.is_empty()
             && n.len() <= 64
-            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if ok {
             Ok(())
         } else {
@@ -489,14 +646,26 @@ impl Ctx<'_> {
             return Ok(addr);
         }
         if !text.contains(':') {
-            return self.err(value.span(), key, format!("\"{text}\" has no port; write \"host:port\""));
+            return self.err(
+                value.span(),
+                key,
+                format!("\"{text}\" has no port; write \"host:port\""),
+            );
         }
         match text.to_socket_addrs() {
             Ok(mut addrs) => match addrs.next() {
                 Some(a) => Ok(a),
-                None => self.err(value.span(), key, format!("\"{text}\" resolves to no address")),
+                None => self.err(
+                    value.span(),
+                    key,
+                    format!("\"{text}\" resolves to no address"),
+                ),
             },
-            Err(e) => self.err(value.span(), key, format!("\"{text}\" is not a valid address: {e}")),
+            Err(e) => self.err(
+                value.span(),
+                key,
+                format!("\"{text}\" is not a valid address: {e}"),
+            ),
         }
     }
 }
@@ -511,4 +680,10 @@ struct Defaults {
     timeout_server_fin: Duration,
     retries: u32,
     splice: bool,
+}
+
+/// A line without its `#` comment (good enough for locating keys: `#` inside a quoted
+/// string only shortens what is shown, never the line number), trimmed.
+fn strip_comment(line: &str) -> &str {
+    line.split('#').next().unwrap_or("").trim()
 }

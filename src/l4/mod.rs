@@ -28,9 +28,16 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         backend.no_server.set(backend.no_server.get() + 1);
         return;
     };
-    let forwarding = if fe.splice { Forwarding::Splice } else { Forwarding::Copy };
+    let forwarding = if fe.splice {
+        Forwarding::Splice
+    } else {
+        Forwarding::Copy
+    };
     if prepare(&client, forwarding).is_err() || prepare(&server, forwarding).is_err() {
-        shard.counters.relay_errors.set(shard.counters.relay_errors.get() + 1);
+        shard
+            .counters
+            .relay_errors
+            .set(shard.counters.relay_errors.get() + 1);
         return;
     }
     let timeouts = RelayTimeouts {

@@ -125,7 +125,10 @@ struct Relay<'a> {
 
 impl Relay<'_> {
     fn bytes(&self) -> RelayBytes {
-        RelayBytes { client_to_server: self.up.bytes, server_to_client: self.down.bytes }
+        RelayBytes {
+            client_to_server: self.up.bytes,
+            server_to_client: self.down.bytes,
+        }
     }
 
     fn half_closed(&self) -> Option<Side> {
@@ -152,7 +155,8 @@ impl Future for Relay<'_> {
         }
         if !this.down.done {
             if let Poll::Ready(Err((side, error))) =
-                this.down.poll(this.server, this.client, cx, &mut progressed)
+                this.down
+                    .poll(this.server, this.client, cx, &mut progressed)
             {
                 return Poll::Ready((RelayEnd::Error { side, error }, this.bytes()));
             }
@@ -182,7 +186,9 @@ impl Future for Relay<'_> {
                     let now = Instant::now();
                     let deadline = this.last_activity + this.bound;
                     if now >= deadline {
-                        let end = RelayEnd::Timeout { half_closed: this.half_closed() };
+                        let end = RelayEnd::Timeout {
+                            half_closed: this.half_closed(),
+                        };
                         return Poll::Ready((end, this.bytes()));
                     }
                     this.timer.reset(deadline - now);
@@ -222,11 +228,19 @@ enum Engine {
 
 impl Engine {
     fn splice() -> io::Result<Engine> {
-        Ok(Engine::Splice { pipe: Pipe::new()?, in_pipe: 0, held: None })
+        Ok(Engine::Splice {
+            pipe: Pipe::new()?,
+            in_pipe: 0,
+            held: None,
+        })
     }
 
     fn copy() -> Engine {
-        Engine::Copy { buf: vec![0; COPY_BUFFER_BYTES].into_boxed_slice(), start: 0, end: 0 }
+        Engine::Copy {
+            buf: vec![0; COPY_BUFFER_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
     }
 }
 
@@ -234,7 +248,13 @@ type DirResult = Result<(), (Side, io::Error)>;
 
 impl Direction {
     fn new(engine: Engine, from: Side) -> Self {
-        Direction { engine, from, eof: false, done: false, bytes: 0 }
+        Direction {
+            engine,
+            from,
+            eof: false,
+            done: false,
+            bytes: 0,
+        }
     }
 
     fn to(&self) -> Side {
@@ -258,10 +278,16 @@ impl Direction {
         let dst_fd = dst.as_raw_fd();
         let mut budget = POLL_BUDGET_CHUNKS;
         match &mut self.engine {
-            Engine::Splice { pipe, in_pipe, held } => loop {
+            Engine::Splice {
+                pipe,
+                in_pipe,
+                held,
+            } => loop {
                 if let Some(b) = *held {
                     match Pin::new(&mut *dst).poll_write(cx, &[b]) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into()))),
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into())))
+                        }
                         Poll::Ready(Ok(_)) => {
                             *held = None;
                             self.bytes += 1;
@@ -322,7 +348,9 @@ impl Direction {
             Engine::Copy { buf, start, end } => loop {
                 while *start < *end {
                     match Pin::new(&mut *dst).poll_write(cx, &buf[*start..*end]) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into()))),
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into())))
+                        }
                         Poll::Ready(Ok(n)) => {
                             *start += n;
                             self.bytes += n as u64;

@@ -47,7 +47,10 @@ impl Pipe {
         let r = unsafe { libc::read(self.read.as_raw_fd(), (&mut b as *mut u8).cast(), 1) };
         match r {
             1 => Ok(b),
-            0 => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "pipe unexpectedly empty")),
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "pipe unexpectedly empty",
+            )),
             _ => Err(io::Error::last_os_error()),
         }
     }
@@ -91,7 +94,9 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         if flags < 0 {
             return Err(io::Error::last_os_error());
         }
-        if flags & libc::O_NONBLOCK == 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+        if flags & libc::O_NONBLOCK == 0
+            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
             return Err(io::Error::last_os_error());
         }
     }

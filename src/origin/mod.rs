@@ -113,7 +113,12 @@ pub fn start(options: &OriginOptions) -> io::Result<Origin> {
             .map_err(|e| io::Error::other(e.to_string()))?;
         threads.push(ex);
     }
-    Ok(Origin { addr, stop, threads, accepted })
+    Ok(Origin {
+        addr,
+        stop,
+        threads,
+        accepted,
+    })
 }
 
 /// `n` bytes of printable text (so a curl of it is readable).
@@ -200,7 +205,11 @@ async fn serve(mut stream: TcpStream, r: &Responses) -> io::Result<()> {
                 }
             };
             pos += used;
-            let mut persist = if req.version == Some(1) { Persist::KeepAlive11 } else { Persist::Close };
+            let mut persist = if req.version == Some(1) {
+                Persist::KeepAlive11
+            } else {
+                Persist::Close
+            };
             let mut content_length = 0u64;
             for h in req.headers.iter() {
                 if h.name.eq_ignore_ascii_case("connection") {
@@ -211,7 +220,10 @@ async fn serve(mut stream: TcpStream, r: &Responses) -> io::Result<()> {
                         persist = Persist::KeepAlive10;
                     }
                 } else if h.name.eq_ignore_ascii_case("content-length") {
-                    content_length = std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+                    content_length = std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0);
                 } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                     out.extend_from_slice(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                     close = true;
@@ -223,7 +235,10 @@ async fn serve(mut stream: TcpStream, r: &Responses) -> io::Result<()> {
             skip = content_length;
             let head_only = req.method == Some("HEAD");
             let path = req.path.unwrap_or("/");
-            if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(n) = path
+                .strip_prefix("/bytes/")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 let n = n.min(MAX_BYTES_RESPONSE);
                 let conn = match persist {
                     Persist::KeepAlive11 => "",

@@ -28,11 +28,24 @@ pub const IO_MEMORY_BYTES: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot bind frontend \"{frontend}\" on {addr}: {source}{hint}")]
-    Bind { frontend: String, addr: SocketAddr, source: std::io::Error, hint: &'static str },
+    Bind {
+        frontend: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+        hint: &'static str,
+    },
     #[error("global.shards = {wanted}, but only {available} CPU(s) are available to this process ({cpus:?}): lower global.shards, widen the CPU set (taskset), or set global.pin = false")]
-    Cpus { wanted: usize, available: usize, cpus: Vec<usize> },
+    Cpus {
+        wanted: usize,
+        available: usize,
+        cpus: Vec<usize>,
+    },
     #[error("cannot start the io_uring executor of shard {shard}: {message}{hint}")]
-    Executor { shard: usize, message: String, hint: &'static str },
+    Executor {
+        shard: usize,
+        message: String,
+        hint: &'static str,
+    },
     #[error("cannot read this process's CPU set: {0}")]
     Affinity(std::io::Error),
 }
@@ -87,7 +100,11 @@ fn plan_cpus(config: &Config) -> Result<Vec<Option<usize>>, StartError> {
         return Ok(vec![None; wanted]);
     }
     if wanted > cpus.len() {
-        return Err(StartError::Cpus { wanted, available: cpus.len(), cpus });
+        return Err(StartError::Cpus {
+            wanted,
+            available: cpus.len(),
+            cpus,
+        });
     }
     Ok(cpus[..wanted].iter().map(|&c| Some(c)).collect())
 }
@@ -106,15 +123,19 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     for (index, fe) in config.frontends.iter().enumerate() {
         let mut addrs = Vec::with_capacity(fe.binds.len());
         for &addr in &fe.binds {
-            let listeners = sockets::bind_reuseport(addr, shards).map_err(|source| StartError::Bind {
-                frontend: fe.name.clone(),
-                addr,
-                hint: bind_hint(&source),
-                source,
-            })?;
+            let listeners =
+                sockets::bind_reuseport(addr, shards).map_err(|source| StartError::Bind {
+                    frontend: fe.name.clone(),
+                    addr,
+                    hint: bind_hint(&source),
+                    source,
+                })?;
             addrs.push(listeners[0].local_addr().unwrap_or(addr));
             for (shard, listener) in listeners.into_iter().enumerate() {
-                per_shard[shard].push(ShardListener { frontend: index, listener });
+                per_shard[shard].push(ShardListener {
+                    frontend: index,
+                    listener,
+                });
             }
         }
         bound.push(addrs);
@@ -131,15 +152,20 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let thread = std::thread::Builder::new()
             .name(format!("ringproxy-shard-{id}"))
             .spawn(move || {
-                let builder = LocalExecutorBuilder::new(cpu.map_or(Placement::Unbound, Placement::Fixed))
-                    .name(&format!("shard-{id}"))
-                    .io_memory(IO_MEMORY_BYTES);
+                let builder =
+                    LocalExecutorBuilder::new(cpu.map_or(Placement::Unbound, Placement::Fixed))
+                        .name(&format!("shard-{id}"))
+                        .io_memory(IO_MEMORY_BYTES);
                 let executor = match builder.make() {
                     Ok(ex) => ex,
                     Err(e) => {
                         let message = e.to_string();
                         let hint = executor_hint(&message);
-                        let _ = ready.send(Err(StartError::Executor { shard: id, message, hint }));
+                        let _ = ready.send(Err(StartError::Executor {
+                            shard: id,
+                            message,
+                            hint,
+                        }));
                         return;
                     }
                 };
@@ -159,7 +185,12 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     }
     drop(ready_tx);
 
-    let running = Running { stop, threads, bound, shards };
+    let running = Running {
+        stop,
+        threads,
+        bound,
+        shards,
+    };
     for _ in 0..shards {
         match ready_rx.recv() {
             Ok(Ok(_)) => {}
@@ -188,9 +219,7 @@ fn bind_hint(e: &std::io::Error) -> &'static str {
         std::io::ErrorKind::PermissionDenied => {
             " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
         }
-        std::io::ErrorKind::AddrNotAvailable => {
-            " (no interface of this machine has that address)"
-        }
+        std::io::ErrorKind::AddrNotAvailable => " (no interface of this machine has that address)",
         _ => "",
     }
 }

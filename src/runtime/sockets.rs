@@ -20,7 +20,11 @@ pub fn bind_reuseport(addr: SocketAddr, shards: usize) -> io::Result<Vec<TcpList
     let mut out = Vec::with_capacity(shards);
     let mut addr = addr;
     for _ in 0..shards {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(addr),
+            Type::STREAM.cloexec(),
+            Some(Protocol::TCP),
+        )?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.bind(&addr.into())?;
@@ -37,7 +41,10 @@ pub fn bind_reuseport(addr: SocketAddr, shards: usize) -> io::Result<Vec<TcpList
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (a proxy holds two descriptors per
 /// session, plus pipes). Returns the new soft limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit write/read a valid, initialised rlimit struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
@@ -50,7 +57,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }
 
 /// CPUs this process may run on (its affinity mask, so `taskset` is respected), ascending.
@@ -66,5 +73,7 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     };
     let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: CPU_ISSET reads the set we own, for indices below its capacity.
-    Ok((0..max).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
 }

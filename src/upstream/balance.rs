@@ -35,11 +35,19 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn new(algorithm: Balance, servers: usize) -> Self {
-        Balancer { algorithm, current: vec![0; servers], cursor: 0 }
+        Balancer {
+            algorithm,
+            current: vec![0; servers],
+            cursor: 0,
+        }
     }
 
     /// Picks a server among `candidates` for which `excluded(i)` is false.
-    pub fn pick(&mut self, candidates: &[Candidate], excluded: impl Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick(
+        &mut self,
+        candidates: &[Candidate],
+        excluded: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         debug_assert_eq!(candidates.len(), self.current.len());
         match self.algorithm {
             Balance::RoundRobin => self.pick_round_robin(candidates, excluded),
@@ -50,7 +58,11 @@ impl Balancer {
     /// nginx's smooth weighted round robin: every eligible server gains its weight, the
     /// highest is picked and loses the total. Over `sum(weights)` picks each server is
     /// chosen exactly `weight` times, interleaved.
-    fn pick_round_robin(&mut self, candidates: &[Candidate], excluded: impl Fn(usize) -> bool) -> Option<usize> {
+    fn pick_round_robin(
+        &mut self,
+        candidates: &[Candidate],
+        excluded: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let mut total: i64 = 0;
         let mut best: Option<usize> = None;
         for (i, c) in candidates.iter().enumerate() {
@@ -70,7 +82,11 @@ impl Balancer {
 
     /// Fewest active sessions per unit of weight; ties go to the next server after the
     /// previous pick.
-    fn pick_least_conn(&mut self, candidates: &[Candidate], excluded: impl Fn(usize) -> bool) -> Option<usize> {
+    fn pick_least_conn(
+        &mut self,
+        candidates: &[Candidate],
+        excluded: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         let n = candidates.len();
         let mut best: Option<usize> = None;
         for k in 0..n {
@@ -82,8 +98,10 @@ impl Balancer {
             let better = match best {
                 None => true,
                 // active_i / weight_i < active_b / weight_b, without division.
-                Some(b) => u64::from(c.active) * u64::from(candidates[b].weight)
-                    < u64::from(candidates[b].active) * u64::from(c.weight),
+                Some(b) => {
+                    u64::from(c.active) * u64::from(candidates[b].weight)
+                        < u64::from(candidates[b].active) * u64::from(c.weight)
+                }
             };
             if better {
                 best = Some(i);
@@ -100,14 +118,20 @@ mod tests {
     use super::*;
 
     fn cand(weight: u32) -> Candidate {
-        Candidate { weight, active: 0, limit: None }
+        Candidate {
+            weight,
+            active: 0,
+            limit: None,
+        }
     }
 
     #[test]
     fn round_robin_follows_weights_interleaved() {
         let servers = [cand(5), cand(1), cand(1)];
         let mut b = Balancer::new(Balance::RoundRobin, 3);
-        let picks: Vec<usize> = (0..7).map(|_| b.pick(&servers, |_| false).unwrap()).collect();
+        let picks: Vec<usize> = (0..7)
+            .map(|_| b.pick(&servers, |_| false).unwrap())
+            .collect();
         // nginx's documented sequence for weights 5,1,1.
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
     }
@@ -126,7 +150,11 @@ mod tests {
     #[test]
     fn exclusions_and_limits_are_respected() {
         let servers = [
-            Candidate { weight: 1, active: 2, limit: Some(2) },
+            Candidate {
+                weight: 1,
+                active: 2,
+                limit: Some(2),
+            },
             cand(1),
             cand(1),
         ];
@@ -149,7 +177,11 @@ mod tests {
             seen.push(p);
         }
         seen.sort();
-        assert_eq!(seen, vec![0, 1, 2], "one session each before any server gets two");
+        assert_eq!(
+            seen,
+            vec![0, 1, 2],
+            "one session each before any server gets two"
+        );
         servers[1].active = 0;
         assert_eq!(b.pick(&servers, |_| false), Some(1));
     }
@@ -157,8 +189,16 @@ mod tests {
     #[test]
     fn least_conn_weighs_capacity() {
         let servers = [
-            Candidate { weight: 4, active: 3, limit: None },
-            Candidate { weight: 1, active: 1, limit: None },
+            Candidate {
+                weight: 4,
+                active: 3,
+                limit: None,
+            },
+            Candidate {
+                weight: 1,
+                active: 1,
+                limit: None,
+            },
         ];
         let mut b = Balancer::new(Balance::LeastConn, 2);
         assert_eq!(b.pick(&servers, |_| false), Some(0), "3/4 < 1/1");

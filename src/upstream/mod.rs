@@ -90,18 +90,36 @@ impl BackendState {
         // covers the common case without allocating per pick.
         const INLINE: usize = 32;
         let n = self.servers.len();
-        let mut inline = [Candidate { weight: 0, active: 0, limit: None }; INLINE];
+        let mut inline = [Candidate {
+            weight: 0,
+            active: 0,
+            limit: None,
+        }; INLINE];
         let mut heap = Vec::new();
         let candidates: &mut [Candidate] = if n <= INLINE {
             &mut inline[..n]
         } else {
-            heap.resize(n, Candidate { weight: 0, active: 0, limit: None });
+            heap.resize(
+                n,
+                Candidate {
+                    weight: 0,
+                    active: 0,
+                    limit: None,
+                },
+            );
             &mut heap
         };
         for (c, s) in candidates.iter_mut().zip(&self.servers) {
-            *c = Candidate { weight: s.weight, active: s.active.get(), limit: s.limit };
+            *c = Candidate {
+                weight: s.weight,
+                active: s.active.get(),
+                limit: s.limit,
+            };
         }
-        let index = self.balancer.borrow_mut().pick(candidates, |i| tried.contains(i))?;
+        let index = self
+            .balancer
+            .borrow_mut()
+            .pick(candidates, |i| tried.contains(i))?;
         let server = Rc::clone(&self.servers[index]);
         server.active.set(server.active.get() + 1);
         Some(ActiveSlot { index, server })
@@ -132,7 +150,9 @@ pub struct TriedSet {
 
 impl TriedSet {
     pub fn contains(&self, i: usize) -> bool {
-        self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     pub fn insert(&mut self, i: usize, servers: usize) {

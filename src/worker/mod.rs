@@ -68,7 +68,12 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: usize, shards: usize, config: Arc<Config>) -> Shard {
         let backends = shard_backends(&config, id, shards);
-        Shard { id, config, backends, counters: ShardCounters::default() }
+        Shard {
+            id,
+            config,
+            backends,
+            counters: ShardCounters::default(),
+        }
     }
 }
 
@@ -88,7 +93,12 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
         let fd = l.listener.into_raw_fd();
         // SAFETY: `fd` is a bound, listening TCP socket we own and give to glommio.
         let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let task = glommio::spawn_local(accept_loop(Rc::clone(&shard), l.frontend, listener, gate.clone()));
+        let task = glommio::spawn_local(accept_loop(
+            Rc::clone(&shard),
+            l.frontend,
+            listener,
+            gate.clone(),
+        ));
         loops.push(task);
     }
     while !stop.is_requested() {
@@ -99,7 +109,9 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
     }
     let grace = shard.config.global.grace;
     let drained = glommio::timer::timeout(grace, async {
-        gate.close().await.map_err(|e| glommio::GlommioError::<()>::IoError(e.into()))
+        gate.close()
+            .await
+            .map_err(|e| glommio::GlommioError::<()>::IoError(e.into()))
     })
     .await;
     if drained.is_err() {
@@ -135,7 +147,7 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener, g
             Err(e) => {
                 let c = &shard.counters;
                 c.accept_errors.set(c.accept_errors.get() + 1);
-                if c.accept_errors.get() == 1 || c.accept_errors.get() % 1000 == 0 {
+                if c.accept_errors.get() == 1 || c.accept_errors.get().is_multiple_of(1000) {
                     eprintln!("ringproxy: shard {}: accept: {e} (backing off)", shard.id);
                 }
                 glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;

@@ -1,0 +1,262 @@
+//! Shared fixtures for the integration tests: the proxy started in-process on ephemeral
+//! ports, and real origin servers (plain threads on `127.0.0.1:0`) that record what they
+//! saw. Nothing here is mocked: every byte crosses a real socket.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringproxy::config::Config;
+use ringproxy::runtime::{self, Running};
+
+/// Upper bound on any single blocking read or write in a test.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Starts the proxy described by `toml` (bind ports may be 0).
+pub fn proxy(toml: &str) -> Running {
+    let config = Config::parse(toml, Path::new("test.toml"))
+        .unwrap_or_else(|e| panic!("config refused: {e}"));
+    runtime::start(config).unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+}
+
+/// A one-frontend, one-backend tcp proxy over `servers`, with extra `[defaults]` lines.
+pub fn tcp_proxy(servers: &[SocketAddr], shards: usize, defaults: &str) -> (Running, SocketAddr) {
+    let mut toml = format!(
+        "[global]\nshards = {shards}\npin = false\ngrace = \"2s\"\n\n[defaults]\n{defaults}\n\n\
+         [[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"b\"\n\n\
+         [[backend]]\nname = \"b\"\n"
+    );
+    for (i, s) in servers.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[backend.server]]\nname = \"s{i}\"\naddress = \"{s}\"\n"
+        ));
+    }
+    let running = proxy(&toml);
+    let addr = running.frontend_addrs(0)[0];
+    (running, addr)
+}
+
+/// Connects with bounded read/write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Reads until EOF (bounded by the socket's read timeout).
+pub fn read_to_end(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// An address where nothing listens: connecting is refused at once.
+pub fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A listener whose accept queue is full and never drained: SYNs to it are dropped, so a
+/// connect hangs until the connector gives up. Keep the value alive for the test.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _queued: Vec<TcpStream>,
+}
+
+pub fn blackhole() -> Blackhole {
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    // Fill the queue: connections complete until it is full; then a connect times out.
+    for _ in 0..8 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => queued.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err(),
+        "blackhole still answers"
+    );
+    Blackhole {
+        addr,
+        _listener: l,
+        _queued: queued,
+    }
+}
+
+/// How a fixture server treats each connection.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Writes `greeting` (if any), then echoes until EOF, then closes.
+    Echo { greeting: Option<String> },
+}
+
+/// A threaded origin on `127.0.0.1:0`; counts accepted connections.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Server {
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+pub fn echo_server() -> Server {
+    server(Behaviour::Echo { greeting: None })
+}
+
+/// An echo server that first sends `name` and a newline, to show who answered.
+pub fn named_server(name: &str) -> Server {
+    server(Behaviour::Echo {
+        greeting: Some(format!("{name}\n")),
+    })
+}
+
+pub fn server(behaviour: Behaviour) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            let behaviour = behaviour.clone();
+            thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    conn.set_read_timeout(Some(IO_TIMEOUT)).ok();
+                    match behaviour {
+                        Behaviour::Echo { greeting } => {
+                            if let Some(g) = greeting {
+                                if conn.write_all(g.as_bytes()).is_err() {
+                                    return;
+                                }
+                            }
+                            let mut buf = [0u8; 16 * 1024];
+                            loop {
+                                match conn.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => {
+                                        if conn.write_all(&buf[..n]).is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                            let _ = conn.shutdown(Shutdown::Write);
+                        }
+                    }
+                })
+                .unwrap();
+        }
+    });
+    Server { addr, accepted }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so both ends can agree on content.
+pub struct Prng(u64);
+
+impl Prng {
+    pub fn new(seed: u64) -> Self {
+        Prng(seed.max(1))
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a over a stream of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// Hash and length of `len` bytes from `Prng::new(seed)`, computed without sockets.
+pub fn expected(seed: u64, len: usize) -> (Fnv, usize) {
+    let mut p = Prng::new(seed);
+    let mut h = Fnv::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        p.fill(&mut buf[..n]);
+        h.update(&buf[..n]);
+        left -= n;
+    }
+    (h, len)
+}
+
+/// Writes `len` bytes from `Prng::new(seed)` to `w`.
+pub fn send_stream(w: &mut impl Write, seed: u64, len: usize) -> io::Result<()> {
+    let mut p = Prng::new(seed);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        p.fill(&mut buf[..n]);
+        w.write_all(&buf[..n])?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Reads `r` to EOF; returns hash and length.
+pub fn hash_stream(r: &mut impl Read) -> io::Result<(Fnv, usize)> {
+    let mut h = Fnv::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok((h, total));
+        }
+        h.update(&buf[..n]);
+        total += n;
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
