@@ -527,13 +527,15 @@ impl Ctx<'_> {
             Some(v) => match v.get_ref().as_str() {
                 "roundrobin" => Balance::RoundRobin,
                 "leastconn" => Balance::LeastConn,
-                other => return self.err(
-                    v.span(),
-                    "backend.balance",
-                    format!(
+                other => {
+                    return self.err(
+                        v.span(),
+                        "backend.balance",
+                        format!(
                         "unknown algorithm \"{other}\" (expected \"roundrobin\" or \"leastconn\")"
                     ),
-                ),
+                    )
+                }
             },
         };
         let mut servers: Vec<Server> = Vec::with_capacity(b.server.len());

@@ -45,7 +45,8 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         client_fin: fe.timeout_client_fin,
         server_fin: be.timeout_server_fin,
     };
-    let (end, bytes) = relay::relay(&mut client, &mut server, forwarding, timeouts).await;
+    let (end, bytes) =
+        relay::relay(&mut client, &mut server, forwarding, timeouts, &shard.pipes).await;
     let c = &shard.counters;
     c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
     c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);

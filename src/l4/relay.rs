@@ -27,7 +27,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use super::splice::{Pipe, SPLICE_CHUNK_BYTES};
+use super::splice::{Pipe, PipePool};
 
 /// Chunks one direction may move in one poll before yielding to other tasks.
 pub const POLL_BUDGET_CHUNKS: u32 = 16;
@@ -85,17 +85,21 @@ pub async fn relay(
     server: &mut TcpStream,
     forwarding: Forwarding,
     timeouts: RelayTimeouts,
+    pipes: &PipePool,
 ) -> (RelayEnd, RelayBytes) {
     let engines = match forwarding {
-        Forwarding::Splice => match (Engine::splice(), Engine::splice()) {
+        Forwarding::Splice => match (Engine::splice(pipes), Engine::splice(pipes)) {
             (Ok(a), Ok(b)) => Some((a, b)),
             // Out of descriptors for pipes: degrade to copying rather than refuse.
-            _ => None,
+            (a, b) => {
+                a.into_iter().chain(b).for_each(|e| e.recycle(pipes));
+                None
+            }
         },
         Forwarding::Copy => None,
     };
     let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
-    let relay = Relay {
+    let mut relay = Relay {
         client,
         server,
         up: Direction::new(up, Side::Client),
@@ -105,7 +109,11 @@ pub async fn relay(
         last_activity: Instant::now(),
         timeouts,
     };
-    relay.await
+    let out = (&mut relay).await;
+    let Relay { up, down, .. } = relay;
+    up.engine.recycle(pipes);
+    down.engine.recycle(pipes);
+    out
 }
 
 struct Relay<'a> {
@@ -217,6 +225,9 @@ enum Engine {
         /// A byte taken out of the pipe to wait for writability through glommio; it is
         /// the next byte of the stream.
         held: Option<u8>,
+        /// The last fill returned less than asked: the source is empty for now, so the
+        /// next fill goes straight to waiting instead of a splice that would fail.
+        src_drained: bool,
     },
     Copy {
         buf: Box<[u8]>,
@@ -227,12 +238,26 @@ enum Engine {
 }
 
 impl Engine {
-    fn splice() -> io::Result<Engine> {
+    fn splice(pipes: &PipePool) -> io::Result<Engine> {
         Ok(Engine::Splice {
-            pipe: Pipe::new()?,
+            pipe: pipes.get()?,
             in_pipe: 0,
             held: None,
+            src_drained: false,
         })
+    }
+
+    /// Gives an empty pipe back to the pool; a pipe with bytes left in it is closed.
+    fn recycle(self, pipes: &PipePool) {
+        if let Engine::Splice {
+            pipe,
+            in_pipe: 0,
+            held: None,
+            ..
+        } = self
+        {
+            pipes.put(pipe);
+        }
     }
 
     fn copy() -> Engine {
@@ -282,6 +307,7 @@ impl Direction {
                 pipe,
                 in_pipe,
                 held,
+                src_drained,
             } => loop {
                 if let Some(b) = *held {
                     match Pin::new(&mut *dst).poll_write(cx, &[b]) {
@@ -323,10 +349,17 @@ impl Direction {
                     return Poll::Pending;
                 }
                 budget -= 1;
-                match pipe.fill_from(src_fd, SPLICE_CHUNK_BYTES) {
+                let filled = if *src_drained {
+                    *src_drained = false;
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    pipe.fill_from(src_fd, pipe.capacity())
+                };
+                match filled {
                     Ok(0) => self.eof = true,
                     Ok(n) => {
                         *in_pipe = n;
+                        *src_drained = n < pipe.capacity();
                         *progressed = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -63,6 +63,8 @@ pub struct Shard {
     /// Indexed like `config.backends`.
     pub backends: Vec<Rc<BackendState>>,
     pub counters: ShardCounters,
+    /// Spare pipes for the splice relay.
+    pub pipes: crate::l4::splice::PipePool,
 }
 
 impl Shard {
@@ -73,6 +75,7 @@ impl Shard {
             config,
             backends,
             counters: ShardCounters::default(),
+            pipes: Default::default(),
         }
     }
 }
