@@ -554,6 +554,22 @@ timeout_tunnel = "0s"
 }
 
 #[test]
+fn absurd_duration() {
+    let e = refused_at(
+        "[defaults]\ntimeout_tunnel = \"366d\"\n",
+        2,
+        "defaults.timeout_tunnel",
+    );
+    assert!(e.reason.contains("at most 365d"), "{e}");
+    let e = refused_at(
+        "[global]\ngrace = \"200000000000000d\"\n",
+        2,
+        "global.grace",
+    );
+    assert!(e.reason.contains("at most 365d"), "{e}");
+}
+
+#[test]
 fn empty_duration() {
     let e = refused_at("[global]\nshards = 1\ngrace = \"\"\n", 3, "global.grace");
     assert!(e.reason.contains("empty"), "{e}");

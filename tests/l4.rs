@@ -399,3 +399,65 @@ fn stop_drains_established_sessions_and_refuses_new_ones() {
         "drained session still counted"
     );
 }
+
+#[test]
+fn a_fin_after_a_quiet_spell_starts_the_fin_clock_afresh() {
+    for (engine, splice) in ENGINES {
+        // The server answers 100 ms after the client's FIN.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let got = read_to_end(&mut c).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            c.write_all(&got).unwrap();
+        });
+        let defaults = format!(
+            "timeout_tunnel = \"5s\"\ntimeout_server_fin = \"500ms\"\n{}",
+            splice_line(splice)
+        );
+        let (proxy, addr) = tcp_proxy(&[origin], 1, &defaults);
+        let mut c = connect(addr);
+        c.write_all(b"late question").unwrap();
+        // Quiet for longer than timeout_server_fin, shorter than timeout_tunnel; then the
+        // FIN alone: the server has 500 ms from now, not from the last byte.
+        thread::sleep(Duration::from_millis(800));
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut c).unwrap(), b"late question", "{engine}");
+        proxy.shutdown();
+    }
+}
+
+#[test]
+fn sessions_still_open_when_grace_ends_are_closed() {
+    let origin = echo_server();
+    let toml = format!(
+        "[global]\nshards = 2\npin = false\ngrace = \"300ms\"\n\n[[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"b\"\n\n\
+         [[backend]]\nname = \"b\"\n\n[[backend.server]]\nname = \"s\"\naddress = \"{}\"\n",
+        origin.addr
+    );
+    let proxy = proxy(&toml);
+    let addr = proxy.frontend_addrs(0)[0];
+    let mut clients: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+    for c in &mut clients {
+        c.write_all(b"hi").unwrap();
+        let mut b = [0u8; 2];
+        c.read_exact(&mut b).unwrap();
+    }
+    let start = Instant::now();
+    proxy.shutdown();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "stopped after {waited:?}: grace not honoured"
+    );
+    assert!(waited < Duration::from_secs(3), "stopped after {waited:?}");
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.read(&mut [0u8; 1]);
+        assert!(
+            matches!(r, Ok(0)) || r.is_err(),
+            "client {i} still open: {r:?}"
+        );
+    }
+}

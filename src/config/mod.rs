@@ -126,6 +126,9 @@ pub mod default {
     pub const WEIGHT_MAX: i64 = 256;
     /// Sanity bound: more attempts than this only delays the client's error.
     pub const RETRIES_MAX: i64 = 100;
+    /// Longest duration accepted: a year is already "never" for a proxy, and a bound keeps
+    /// deadline arithmetic (`Instant + Duration`) far from overflow.
+    pub const DURATION_MAX: Duration = Duration::from_secs(365 * 86_400);
 }
 
 /// A refused configuration: printed as `FILE:LINE: key: reason`.
@@ -298,6 +301,7 @@ impl Ctx<'_> {
                 key,
                 "must be greater than 0: every wait in ringproxy is bounded",
             ),
+            Ok(d) if d > default::DURATION_MAX => self.err(v.span(), key, "must be at most 365d"),
             Ok(d) => Ok(d),
             Err(reason) => self.err(v.span(), key, reason),
         }

@@ -45,8 +45,16 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         client_fin: fe.timeout_client_fin,
         server_fin: be.timeout_server_fin,
     };
-    let (end, bytes) =
-        relay::relay(&mut client, &mut server, forwarding, timeouts, &shard.pipes).await;
+    let abort = shard.abort.register();
+    let (end, bytes) = relay::relay(
+        &mut client,
+        &mut server,
+        forwarding,
+        timeouts,
+        &shard.pipes,
+        &abort,
+    )
+    .await;
     let c = &shard.counters;
     c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
     c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
@@ -54,6 +62,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         RelayEnd::Closed => {}
         RelayEnd::Timeout { .. } => c.relay_timeouts.set(c.relay_timeouts.get() + 1),
         RelayEnd::Error { .. } => c.relay_errors.set(c.relay_errors.get() + 1),
+        RelayEnd::Aborted => c.relay_aborted.set(c.relay_aborted.get() + 1),
     }
 }
 

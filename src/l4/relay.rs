@@ -28,6 +28,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::splice::{Pipe, PipePool};
+use crate::worker::abort::AbortHandle;
 
 /// Chunks one direction may move in one poll before yielding to other tasks.
 pub const POLL_BUDGET_CHUNKS: u32 = 16;
@@ -70,6 +71,8 @@ pub enum RelayEnd {
     Timeout { half_closed: Option<Side> },
     /// An I/O error on `side` (reset, broken pipe).
     Error { side: Side, error: io::Error },
+    /// The shard told every session to end (grace period over).
+    Aborted,
 }
 
 /// Bytes moved, per direction.
@@ -86,6 +89,7 @@ pub async fn relay(
     forwarding: Forwarding,
     timeouts: RelayTimeouts,
     pipes: &PipePool,
+    abort: &AbortHandle,
 ) -> (RelayEnd, RelayBytes) {
     let engines = match forwarding {
         Forwarding::Splice => match (Engine::splice(pipes), Engine::splice(pipes)) {
@@ -100,6 +104,7 @@ pub async fn relay(
     };
     let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
     let mut relay = Relay {
+        abort,
         client,
         server,
         up: Direction::new(up, Side::Client),
@@ -117,6 +122,7 @@ pub async fn relay(
 }
 
 struct Relay<'a> {
+    abort: &'a AbortHandle,
     client: &'a mut TcpStream,
     server: &'a mut TcpStream,
     /// Client → server.
@@ -153,6 +159,9 @@ impl Future for Relay<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if this.abort.poll_fired(cx) {
+            return Poll::Ready((RelayEnd::Aborted, this.bytes()));
+        }
         let mut progressed = false;
         if !this.up.done {
             if let Poll::Ready(Err((side, error))) =
@@ -325,6 +334,9 @@ impl Direction {
                 }
                 while *in_pipe > 0 {
                     match pipe.drain_into(dst_fd, *in_pipe) {
+                        Ok(0) => {
+                            return Poll::Ready(Err((to, io::ErrorKind::WriteZero.into())));
+                        }
                         Ok(n) => {
                             *in_pipe -= n;
                             self.bytes += n as u64;
@@ -356,7 +368,10 @@ impl Direction {
                     pipe.fill_from(src_fd, pipe.capacity())
                 };
                 match filled {
-                    Ok(0) => self.eof = true,
+                    Ok(0) => {
+                        self.eof = true;
+                        *progressed = true;
+                    }
                     Ok(n) => {
                         *in_pipe = n;
                         *src_drained = n < pipe.capacity();
@@ -365,7 +380,10 @@ impl Direction {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         let mut one = [0u8; 1];
                         match Pin::new(&mut *src).poll_read(cx, &mut one) {
-                            Poll::Ready(Ok(0)) => self.eof = true,
+                            Poll::Ready(Ok(0)) => {
+                                self.eof = true;
+                                *progressed = true;
+                            }
                             Poll::Ready(Ok(_)) => {
                                 pipe.put_byte(one[0]).map_err(|e| (from, e))?;
                                 *in_pipe = 1;
@@ -404,7 +422,10 @@ impl Direction {
                 }
                 budget -= 1;
                 match Pin::new(&mut *src).poll_read(cx, buf) {
-                    Poll::Ready(Ok(0)) => self.eof = true,
+                    Poll::Ready(Ok(0)) => {
+                        self.eof = true;
+                        *progressed = true;
+                    }
                     Poll::Ready(Ok(n)) => {
                         *end = n;
                         *progressed = true;

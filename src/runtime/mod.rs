@@ -112,6 +112,10 @@ fn plan_cpus(config: &Config) -> Result<Vec<Option<usize>>, StartError> {
 /// Starts the proxy described by `config`.
 pub fn start(config: Config) -> Result<Running, StartError> {
     let placement = plan_cpus(&config)?;
+    // A write to a socket the peer has closed must be an EPIPE error, never a signal that
+    // kills the process (Rust binaries ignore SIGPIPE already; a host program may not).
+    // SAFETY: installing SIG_IGN for SIGPIPE has no handler code to be unsafe in.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let shards = placement.len();
     if let Err(e) = sockets::raise_fd_limit() {
         eprintln!("ringproxy: warning: cannot raise the open-file limit: {e}");
@@ -147,7 +151,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let mut threads = Vec::with_capacity(shards);
     for (id, (cpu, listeners)) in placement.into_iter().zip(per_shard).enumerate() {
         let config = Arc::clone(&config);
-        let stop = Arc::clone(&stop);
+        let shard_stop = Arc::clone(&stop);
         let ready = ready_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ringproxy-shard-{id}"))
@@ -173,15 +177,21 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                 drop(ready);
                 executor.run(async move {
                     let shard = Rc::new(Shard::new(id, shards, config));
-                    worker::run(shard, listeners, stop).await;
+                    worker::run(shard, listeners, shard_stop).await;
                 });
-            })
-            .map_err(|e| StartError::Executor {
-                shard: id,
-                message: e.to_string(),
-                hint: "",
-            })?;
-        threads.push(thread);
+            });
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop.request();
+                threads.into_iter().for_each(|t| drop(t.join()));
+                return Err(StartError::Executor {
+                    shard: id,
+                    message: e.to_string(),
+                    hint: "",
+                });
+            }
+        }
     }
     drop(ready_tx);
 

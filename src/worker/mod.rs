@@ -5,25 +5,31 @@
 //! shared between that thread's tasks with `Rc`/`Cell`, never with another thread. The only
 //! thing that crosses threads is the stop request ([`StopFlag`]), read on a control tick.
 //!
-//! Stopping: the accept loops are cancelled (their listeners close), established sessions
-//! run on until they end or `global.grace` has passed, then the shard returns and whatever
-//! is left is closed with it.
+//! Stopping: the listeners are shut down (their pending accepts fail and the accept loops
+//! end), established sessions run on until they end or `global.grace` has passed; then the
+//! shard's [`abort::AbortSignal`] fires, every remaining session ends and closes its
+//! sockets, and the shard returns with no session left behind.
 
 use std::cell::Cell;
 use std::os::fd::IntoRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
-use glommio::sync::Gate;
+
+pub mod abort;
 
 use crate::config::{Config, Mode};
 use crate::upstream::{shard_backends, BackendState};
+use abort::AbortSignal;
 
 /// How often a shard looks at the stop flag. Control plane only; bounds stop latency.
 pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// While draining, how often a shard counts its remaining sessions. Control plane only.
+pub const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// After an accept error such as `EMFILE`, wait this long before accepting again, so an
 /// exhausted process backs off instead of spinning.
@@ -52,6 +58,8 @@ pub struct ShardCounters {
     pub active: Cell<u64>,
     pub relay_timeouts: Cell<u64>,
     pub relay_errors: Cell<u64>,
+    /// Sessions ended because the grace period after a stop was over.
+    pub relay_aborted: Cell<u64>,
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
 }
@@ -65,6 +73,10 @@ pub struct Shard {
     pub counters: ShardCounters,
     /// Spare pipes for the splice relay.
     pub pipes: crate::l4::splice::PipePool,
+    /// Fired when the grace period after a stop is over: every session ends.
+    pub abort: Rc<AbortSignal>,
+    /// Set once the shard stops accepting.
+    pub stopping: Cell<bool>,
 }
 
 impl Shard {
@@ -76,6 +88,8 @@ impl Shard {
             backends,
             counters: ShardCounters::default(),
             pipes: Default::default(),
+            abort: Default::default(),
+            stopping: Cell::new(false),
         }
     }
 }
@@ -87,74 +101,103 @@ pub struct ShardListener {
 }
 
 /// Runs a shard until `stop` is requested and its sessions have drained (or the grace
-/// period ran out).
+/// period ran out and the rest were aborted).
 pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<StopFlag>) {
-    let gate = Gate::new();
     let mut loops = Vec::with_capacity(listeners.len());
+    let mut listening_fds = Vec::with_capacity(listeners.len());
     for l in listeners {
-        // SAFETY-free conversion: the std listener's descriptor is handed over whole.
         let fd = l.listener.into_raw_fd();
-        // SAFETY: `fd` is a bound, listening TCP socket we own and give to glommio.
+        listening_fds.push(fd);
+        // SAFETY: `fd` is a bound, listening TCP socket we own and give to glommio whole.
         let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let task = glommio::spawn_local(accept_loop(
-            Rc::clone(&shard),
-            l.frontend,
-            listener,
-            gate.clone(),
-        ));
+        let task = glommio::spawn_local(accept_loop(Rc::clone(&shard), l.frontend, listener));
         loops.push(task);
     }
     while !stop.is_requested() {
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
     }
-    for task in loops {
-        task.cancel().await;
+
+    // Stop accepting: shutting a listener down fails its pending accept, so each loop ends
+    // by itself (cancelling it instead could drop a connection the kernel already gave us).
+    shard.stopping.set(true);
+    for fd in listening_fds {
+        // SAFETY: shutdown on a listening descriptor that the accept loop still owns.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
     }
+    for task in loops {
+        task.await;
+    }
+
+    // Drain: sessions end by themselves until the grace period is over; then every one
+    // still running is told to stop, and ends on its next poll.
     let grace = shard.config.global.grace;
-    let drained = glommio::timer::timeout(grace, async {
-        gate.close()
-            .await
-            .map_err(|e| glommio::GlommioError::<()>::IoError(e.into()))
-    })
-    .await;
-    if drained.is_err() {
+    let start = Instant::now();
+    while shard.counters.active.get() > 0 && start.elapsed() < grace {
+        glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
+    }
+    if shard.counters.active.get() > 0 {
         eprintln!(
             "ringproxy: shard {}: grace period of {:?} over, closing {} session(s)",
             shard.id,
             grace,
             shard.counters.active.get()
         );
+        shard.abort.fire();
+        // Sessions still connecting finish their (bounded) connect first.
+        while shard.counters.active.get() > 0 {
+            glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
+        }
     }
 }
 
-async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener, gate: Gate) {
+/// Whether an accept error means the process is short of a resource (then accepting
+/// backs off) rather than one connection having failed (then the next accept goes on).
+fn is_resource_exhaustion(e: &glommio::GlommioError<()>) -> bool {
+    let glommio::GlommioError::IoError(io) = e else {
+        return false;
+    };
+    matches!(
+        io.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener) {
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let c = &shard.counters;
-                c.accepted.set(c.accepted.get() + 1);
-                c.active.set(c.active.get() + 1);
-                let shard = Rc::clone(&shard);
-                let session = async move {
-                    match shard.config.frontends[frontend].mode {
-                        Mode::Tcp => crate::l4::serve(Rc::clone(&shard), frontend, stream).await,
-                    }
-                    shard.counters.active.set(shard.counters.active.get() - 1);
-                };
-                match gate.spawn(session) {
-                    Ok(task) => task.detach(),
-                    // The gate closes only once the accept loops are cancelled.
-                    Err(_) => return,
-                };
+        let accepted = listener.accept().await;
+        if shard.stopping.get() {
+            // Accepted just before the listener was shut: still served, like any other.
+            if let Ok(stream) = accepted {
+                spawn_session(&shard, frontend, stream);
             }
+            return;
+        }
+        match accepted {
+            Ok(stream) => spawn_session(&shard, frontend, stream),
             Err(e) => {
                 let c = &shard.counters;
                 c.accept_errors.set(c.accept_errors.get() + 1);
-                if c.accept_errors.get() == 1 || c.accept_errors.get().is_multiple_of(1000) {
-                    eprintln!("ringproxy: shard {}: accept: {e} (backing off)", shard.id);
+                if is_resource_exhaustion(&e) {
+                    if c.accept_errors.get() == 1 || c.accept_errors.get().is_multiple_of(1000) {
+                        eprintln!("ringproxy: shard {}: accept: {e} (backing off)", shard.id);
+                    }
+                    glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
                 }
-                glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
     }
+}
+
+fn spawn_session(shard: &Rc<Shard>, frontend: usize, stream: glommio::net::TcpStream) {
+    let shard = Rc::clone(shard);
+    glommio::spawn_local(async move {
+        let c = &shard.counters;
+        c.accepted.set(c.accepted.get() + 1);
+        c.active.set(c.active.get() + 1);
+        match shard.config.frontends[frontend].mode {
+            Mode::Tcp => crate::l4::serve(Rc::clone(&shard), frontend, stream).await,
+        }
+        shard.counters.active.set(shard.counters.active.get() - 1);
+    })
+    .detach();
 }
