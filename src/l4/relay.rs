@@ -105,6 +105,7 @@ pub async fn relay(
     let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
     let mut relay = Relay {
         abort,
+        pipes,
         client,
         server,
         up: Direction::new(up, Side::Client),
@@ -123,6 +124,7 @@ pub async fn relay(
 
 struct Relay<'a> {
     abort: &'a AbortHandle,
+    pipes: &'a PipePool,
     client: &'a mut TcpStream,
     server: &'a mut TcpStream,
     /// Client → server.
@@ -163,9 +165,11 @@ impl Future for Relay<'_> {
             return Poll::Ready((RelayEnd::Aborted, this.bytes()));
         }
         let mut progressed = false;
+        let mut scratch = this.pipes.scratch();
         if !this.up.done {
             if let Poll::Ready(Err((side, error))) =
-                this.up.poll(this.client, this.server, cx, &mut progressed)
+                this.up
+                    .poll(this.client, this.server, cx, &mut progressed, &mut scratch)
             {
                 return Poll::Ready((RelayEnd::Error { side, error }, this.bytes()));
             }
@@ -173,7 +177,7 @@ impl Future for Relay<'_> {
         if !this.down.done {
             if let Poll::Ready(Err((side, error))) =
                 this.down
-                    .poll(this.server, this.client, cx, &mut progressed)
+                    .poll(this.server, this.client, cx, &mut progressed, &mut scratch)
             {
                 return Poll::Ready((RelayEnd::Error { side, error }, this.bytes()));
             }
@@ -306,6 +310,7 @@ impl Direction {
         dst: &mut TcpStream,
         cx: &mut Context<'_>,
         progressed: &mut bool,
+        scratch: &mut [u8],
     ) -> Poll<DirResult> {
         let (from, to) = (self.from, self.to());
         let src_fd = src.as_raw_fd();
@@ -378,16 +383,30 @@ impl Direction {
                         *progressed = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let mut one = [0u8; 1];
-                        match Pin::new(&mut *src).poll_read(cx, &mut one) {
+                        // The source is empty: wait through glommio's read, which also
+                        // reads what arrives. A short read (a small message) is sent on
+                        // at once, two syscalls in all; what the socket does not take, or
+                        // a full buffer (a bulk stream: back to splicing), goes to the pipe.
+                        let cap = scratch.len().min(pipe.capacity());
+                        match Pin::new(&mut *src).poll_read(cx, &mut scratch[..cap]) {
                             Poll::Ready(Ok(0)) => {
                                 self.eof = true;
                                 *progressed = true;
                             }
-                            Poll::Ready(Ok(_)) => {
-                                pipe.put_byte(one[0]).map_err(|e| (from, e))?;
-                                *in_pipe = 1;
+                            Poll::Ready(Ok(n)) => {
                                 *progressed = true;
+                                let sent = if n < cap {
+                                    super::splice::send_now(dst_fd, &scratch[..n])
+                                        .map_err(|e| (to, e))?
+                                } else {
+                                    0
+                                };
+                                self.bytes += sent as u64;
+                                if sent < n {
+                                    pipe.put_all(&scratch[sent..n]).map_err(|e| (from, e))?;
+                                    *in_pipe = n - sent;
+                                }
+                                *src_drained = n < cap;
                             }
                             Poll::Ready(Err(e)) => return Poll::Ready(Err((from, e))),
                             Poll::Pending => return Poll::Pending,

@@ -30,9 +30,24 @@ pub struct Pipe {
 #[derive(Debug, Default)]
 pub struct PipePool {
     spare: std::cell::RefCell<Vec<Pipe>>,
+    /// One read buffer for every relay of the shard: a relay poll reads into it and sends
+    /// or pipes every byte before it returns, so nothing stays in it between polls.
+    scratch: std::cell::RefCell<Vec<u8>>,
 }
 
+/// Size of the shard's shared read buffer (the splice engine's small-message path).
+pub const SCRATCH_BYTES: usize = 16 * 1024;
+
 impl PipePool {
+    /// The shard's scratch buffer (allocated on first use). Hold it for one poll only.
+    pub fn scratch(&self) -> std::cell::RefMut<'_, Vec<u8>> {
+        let mut s = self.scratch.borrow_mut();
+        if s.is_empty() {
+            s.resize(SCRATCH_BYTES, 0);
+        }
+        s
+    }
+
     pub fn get(&self) -> io::Result<Pipe> {
         match self.spare.borrow_mut().pop() {
             Some(p) => Ok(p),
@@ -113,6 +128,20 @@ impl Pipe {
         }
     }
 
+    /// Puts `bytes` into the (empty) pipe; they must fit its capacity.
+    pub fn put_all(&self, bytes: &[u8]) -> io::Result<()> {
+        // SAFETY: writes from a valid, initialised buffer of `bytes.len()` bytes.
+        let r = unsafe { libc::write(self.write.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        match r {
+            n if n >= 0 && n as usize == bytes.len() => Ok(()),
+            n if n >= 0 => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "pipe took a partial write",
+            )),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
+
     /// Puts one byte into the pipe (one read through an awaitable read).
     pub fn put_byte(&self, b: u8) -> io::Result<()> {
         // SAFETY: writes exactly one byte from a valid one-byte buffer.
@@ -173,4 +202,27 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One non-blocking `send`; returns how much the socket took (0 if it would block).
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: sends from a valid, initialised buffer; MSG_NOSIGNAL turns a closed peer
+    // into EPIPE instead of a signal.
+    let r = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if r >= 0 {
+        return Ok(r as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(0)
+    } else {
+        Err(e)
+    }
 }
