@@ -5,7 +5,10 @@
 //! - [`Forwarding::Splice`]: `splice(2)` socket → pipe → socket, never copying to user space.
 //!   glommio has no readiness wait for raw descriptors, so when a socket would block the
 //!   engine moves a single byte through glommio's own awaitable read or write: that arms the
-//!   io_uring poll, and the byte keeps its place in the stream.
+//!   io_uring poll, and the byte keeps its place in the stream. Once a splice came back
+//!   short (the source is empty), the next wait reads through glommio into the shard's
+//!   scratch buffer: a small message is sent on at once (read + send), anything the socket
+//!   does not take, or a full buffer, goes into the pipe and splicing resumes.
 //! - [`Forwarding::Copy`]: a user-space buffer per direction, for streams splice cannot serve.
 //!
 //! Invariants: bytes leave in the order they arrived; a FIN from one side becomes a
