@@ -18,6 +18,21 @@ fn splice_line(splice: bool) -> String {
     format!("splice = {splice}")
 }
 
+/// A server that accepts one connection and hands it (with a read timeout) to `serve` on
+/// its own thread; joining the handle returns what `serve` returned.
+fn one_shot_server<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = thread::spawn(move || {
+        let (c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        serve(c)
+    });
+    (addr, handle)
+}
+
 /// A server that, per connection, hashes everything it receives until EOF while sending
 /// `len` bytes of seed `seed`, then closes; the hash of what it received goes to the channel.
 fn sink_source_server(seed: u64, len: usize) -> (SocketAddr, mpsc::Receiver<(Fnv, usize)>) {
@@ -74,11 +89,7 @@ fn sixty_four_mib_each_way_arrive_intact() {
 fn client_half_close_reaches_server_and_reply_still_flows() {
     for (engine, splice) in ENGINES {
         // The server reads to EOF (which only a forwarded FIN gives it), then answers.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = listener.local_addr().unwrap();
-        let server = thread::spawn(move || {
-            let (mut c, _) = listener.accept().unwrap();
-            c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let (origin, server) = one_shot_server(|mut c| {
             let got = read_to_end(&mut c).unwrap();
             c.write_all(format!("got {} bytes", got.len()).as_bytes())
                 .unwrap();
@@ -98,11 +109,7 @@ fn client_half_close_reaches_server_and_reply_still_flows() {
 #[test]
 fn server_half_close_reaches_client_and_upload_still_flows() {
     for (engine, splice) in ENGINES {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = listener.local_addr().unwrap();
-        let server = thread::spawn(move || {
-            let (mut c, _) = listener.accept().unwrap();
-            c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let (origin, server) = one_shot_server(|mut c| {
             c.write_all(b"banner").unwrap();
             c.shutdown(Shutdown::Write).unwrap();
             read_to_end(&mut c).unwrap()
@@ -264,11 +271,8 @@ fn idle_tunnel_is_closed_after_timeout_tunnel_but_activity_keeps_it_open() {
 fn half_closed_tunnel_is_bounded_by_server_fin_timeout() {
     for (engine, splice) in ENGINES {
         // A server that never answers and never closes.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel::<()>();
-        thread::spawn(move || {
-            let (_c, _) = listener.accept().unwrap();
+        let (origin, _server) = one_shot_server(move |_c| {
             let _ = rx.recv_timeout(Duration::from_secs(30));
         });
         let (proxy, addr) = tcp_proxy(
@@ -404,11 +408,7 @@ fn stop_drains_established_sessions_and_refuses_new_ones() {
 fn a_fin_after_a_quiet_spell_starts_the_fin_clock_afresh() {
     for (engine, splice) in ENGINES {
         // The server answers 100 ms after the client's FIN.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = listener.local_addr().unwrap();
-        thread::spawn(move || {
-            let (mut c, _) = listener.accept().unwrap();
-            c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let (origin, _server) = one_shot_server(|mut c| {
             let got = read_to_end(&mut c).unwrap();
             thread::sleep(Duration::from_millis(100));
             c.write_all(&got).unwrap();

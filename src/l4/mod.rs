@@ -51,7 +51,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         &mut server,
         forwarding,
         timeouts,
-        &shard.pipes,
+        &shard.relay_buffers,
         &abort,
     )
     .await;

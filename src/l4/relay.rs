@@ -30,7 +30,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use super::splice::{Pipe, PipePool};
+use super::splice::{Pipe, RelayBuffers};
 use crate::worker::abort::AbortHandle;
 
 /// Chunks one direction may move in one poll before yielding to other tasks.
@@ -91,15 +91,15 @@ pub async fn relay(
     server: &mut TcpStream,
     forwarding: Forwarding,
     timeouts: RelayTimeouts,
-    pipes: &PipePool,
+    buffers: &RelayBuffers,
     abort: &AbortHandle,
 ) -> (RelayEnd, RelayBytes) {
     let engines = match forwarding {
-        Forwarding::Splice => match (Engine::splice(pipes), Engine::splice(pipes)) {
+        Forwarding::Splice => match (Engine::splice(buffers), Engine::splice(buffers)) {
             (Ok(a), Ok(b)) => Some((a, b)),
             // Out of descriptors for pipes: degrade to copying rather than refuse.
             (a, b) => {
-                a.into_iter().chain(b).for_each(|e| e.recycle(pipes));
+                a.into_iter().chain(b).for_each(|e| e.recycle(buffers));
                 None
             }
         },
@@ -108,7 +108,7 @@ pub async fn relay(
     let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
     let mut relay = Relay {
         abort,
-        pipes,
+        buffers,
         client,
         server,
         up: Direction::new(up, Side::Client),
@@ -120,14 +120,14 @@ pub async fn relay(
     };
     let out = (&mut relay).await;
     let Relay { up, down, .. } = relay;
-    up.engine.recycle(pipes);
-    down.engine.recycle(pipes);
+    up.engine.recycle(buffers);
+    down.engine.recycle(buffers);
     out
 }
 
 struct Relay<'a> {
     abort: &'a AbortHandle,
-    pipes: &'a PipePool,
+    buffers: &'a RelayBuffers,
     client: &'a mut TcpStream,
     server: &'a mut TcpStream,
     /// Client → server.
@@ -168,7 +168,7 @@ impl Future for Relay<'_> {
             return Poll::Ready((RelayEnd::Aborted, this.bytes()));
         }
         let mut progressed = false;
-        let mut scratch = this.pipes.scratch();
+        let mut scratch = this.buffers.scratch();
         if !this.up.done {
             if let Poll::Ready(Err((side, error))) =
                 this.up
@@ -254,9 +254,9 @@ enum Engine {
 }
 
 impl Engine {
-    fn splice(pipes: &PipePool) -> io::Result<Engine> {
+    fn splice(buffers: &RelayBuffers) -> io::Result<Engine> {
         Ok(Engine::Splice {
-            pipe: pipes.get()?,
+            pipe: buffers.get()?,
             in_pipe: 0,
             held: None,
             src_drained: false,
@@ -264,7 +264,7 @@ impl Engine {
     }
 
     /// Gives an empty pipe back to the pool; a pipe with bytes left in it is closed.
-    fn recycle(self, pipes: &PipePool) {
+    fn recycle(self, buffers: &RelayBuffers) {
         if let Engine::Splice {
             pipe,
             in_pipe: 0,
@@ -272,7 +272,7 @@ impl Engine {
             ..
         } = self
         {
-            pipes.put(pipe);
+            buffers.put(pipe);
         }
     }
 

@@ -1,4 +1,5 @@
-//! Raw syscalls of the zero-copy path: pipes, `splice(2)`, one-byte moves, `O_NONBLOCK`.
+//! Raw syscalls of the zero-copy path: pipes, `splice(2)`, one-byte and short moves,
+//! `O_NONBLOCK`; and the per-shard [`RelayBuffers`] that pools the pipes.
 //!
 //! A leaf module: every `unsafe` block of the L4 path is here, each with its argument.
 //! Functions return `io::Result` with `WouldBlock` for `EAGAIN`; none of them blocks,
@@ -25,10 +26,11 @@ pub struct Pipe {
     capacity: usize,
 }
 
-/// A shard's spare, empty pipes: creating and closing two pipes per tunnel costs six
-/// syscalls. Only pipes known to be empty come back.
+/// What a shard's relays borrow instead of allocating per tunnel: spare, empty pipes
+/// (creating and closing two pipes per tunnel costs six syscalls; only pipes known to be
+/// empty come back) and one read buffer shared by every relay of the shard.
 #[derive(Debug, Default)]
-pub struct PipePool {
+pub struct RelayBuffers {
     spare: std::cell::RefCell<Vec<Pipe>>,
     /// One read buffer for every relay of the shard: a relay poll reads into it and sends
     /// or pipes every byte before it returns, so nothing stays in it between polls.
@@ -38,7 +40,7 @@ pub struct PipePool {
 /// Size of the shard's shared read buffer (the splice engine's small-message path).
 pub const SCRATCH_BYTES: usize = 16 * 1024;
 
-impl PipePool {
+impl RelayBuffers {
     /// The shard's scratch buffer (allocated on first use). Hold it for one poll only.
     pub fn scratch(&self) -> std::cell::RefMut<'_, Vec<u8>> {
         let mut s = self.scratch.borrow_mut();
@@ -61,14 +63,6 @@ impl PipePool {
         if spare.len() < PIPE_POOL_MAX {
             spare.push(pipe);
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.spare.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -138,16 +132,6 @@ impl Pipe {
                 io::ErrorKind::WriteZero,
                 "pipe took a partial write",
             )),
-            _ => Err(io::Error::last_os_error()),
-        }
-    }
-
-    /// Puts one byte into the pipe (one read through an awaitable read).
-    pub fn put_byte(&self, b: u8) -> io::Result<()> {
-        // SAFETY: writes exactly one byte from a valid one-byte buffer.
-        let r = unsafe { libc::write(self.write.as_raw_fd(), (&b as *const u8).cast(), 1) };
-        match r {
-            1 => Ok(()),
             _ => Err(io::Error::last_os_error()),
         }
     }

@@ -49,10 +49,6 @@ impl AbortSignal {
             w.wake();
         }
     }
-
-    pub fn is_fired(&self) -> bool {
-        self.fired.get()
-    }
 }
 
 /// One session's registration with an [`AbortSignal`].
@@ -74,10 +70,6 @@ impl AbortHandle {
             *entry = Some(cx.waker().clone());
         }
         false
-    }
-
-    pub fn is_fired(&self) -> bool {
-        self.signal.fired.get()
     }
 }
 

@@ -71,8 +71,8 @@ pub struct Shard {
     /// Indexed like `config.backends`.
     pub backends: Vec<Rc<BackendState>>,
     pub counters: ShardCounters,
-    /// Spare pipes for the splice relay.
-    pub pipes: crate::l4::splice::PipePool,
+    /// Pipes and the scratch buffer the relays of this shard share.
+    pub relay_buffers: crate::l4::splice::RelayBuffers,
     /// Fired when the grace period after a stop is over: every session ends.
     pub abort: Rc<AbortSignal>,
     /// Set once the shard stops accepting.
@@ -87,7 +87,7 @@ impl Shard {
             config,
             backends,
             counters: ShardCounters::default(),
-            pipes: Default::default(),
+            relay_buffers: Default::default(),
             abort: Default::default(),
             stopping: Cell::new(false),
         }
