@@ -206,7 +206,7 @@ fn run_demo() -> ExitCode {
     let proxy = config.frontends[0].binds[0];
     let banner = format!(
         "ringproxy demo: try\n  curl -v http://{proxy}/\n  wrk -t1 -c64 -d5s http://{proxy}/\n\
-         (tcp mode: the proxy relays bytes to {} and {}; Ctrl-C stops)",
+         (http mode, round robin over {} and {}; Ctrl-C stops)",
         DEMO_ORIGINS[0], DEMO_ORIGINS[1]
     );
     let code = run_proxy(config, Some(banner));

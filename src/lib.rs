@@ -34,6 +34,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod l4;
 pub mod origin;
 pub mod runtime;

@@ -654,7 +654,7 @@ backend = "be"
 }
 
 #[test]
-fn mode_http_is_not_available_yet() {
+fn http_frontend_needs_http_backend() {
     let e = refused_at(
         &with_backend(
             r#"[[frontend]]
@@ -664,15 +664,10 @@ mode = "http"
 backend = "be"
 "#,
         ),
-        4,
-        "frontend.mode",
+        5,
+        "frontend.backend",
     );
-    assert!(e.reason.contains("not available yet"), "{e}");
-    refused_at(
-        "[[backend]]\nname = \"be\"\nmode = \"http\"\n",
-        3,
-        "backend.mode",
-    );
+    assert!(e.reason.contains("Tcp mode"), "{e}");
 }
 
 #[test]
@@ -766,8 +761,8 @@ fn frontend_inherits_defaults() {
     ];
     assert_eq!(f.binds, binds);
     assert_eq!(f.mode, Mode::Tcp);
-    assert_eq!(c.backends[f.backend].name, "second");
-    assert_eq!(f.backend, 1);
+    assert_eq!(c.backends[f.backend.unwrap()].name, "second");
+    assert_eq!(f.backend, Some(1));
     assert_eq!(f.timeout_client, Duration::from_secs(20));
     assert_eq!(f.timeout_client_fin, Duration::from_secs(7));
     assert!(f.splice, "splice defaults to true");
@@ -778,7 +773,7 @@ fn frontend_overrides() {
     let c = accepted(FULL);
     let f = &c.frontends[1];
     assert_eq!(f.name, "tuned");
-    assert_eq!(f.backend, 0);
+    assert_eq!(f.backend, Some(0));
     assert_eq!(f.timeout_client, Duration::from_secs(1));
     assert_eq!(f.timeout_client_fin, Duration::from_secs(2));
     assert!(!f.splice);

@@ -43,6 +43,12 @@ pub struct FileDefaults {
     pub timeout_server_fin: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub splice: Option<bool>,
+    pub timeout_http_request: Option<Spanned<String>>,
+    pub timeout_http_keep_alive: Option<Spanned<String>>,
+    pub max_keep_alive_requests: Option<Spanned<i64>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_request_line: Option<Spanned<i64>>,
 }
 
 /// `[[frontend]]`: where clients connect. Only client-side settings may be overridden here.
@@ -56,6 +62,34 @@ pub struct FileFrontend {
     pub timeout_client: Option<Spanned<String>>,
     pub timeout_client_fin: Option<Spanned<String>>,
     pub splice: Option<bool>,
+    pub timeout_http_request: Option<Spanned<String>>,
+    pub timeout_http_keep_alive: Option<Spanned<String>>,
+    pub max_keep_alive_requests: Option<Spanned<i64>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_request_line: Option<Spanned<i64>>,
+    /// `[[frontend.route]]`, tried in order (mode `http`).
+    #[serde(default)]
+    pub route: Vec<FileRoute>,
+    pub forward_for: Option<Spanned<FileForwardFor>>,
+}
+
+/// `[[frontend.route]]`: requests matching `host` and `path_prefix` go to `backend`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub host: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub backend: Spanned<String>,
+}
+
+/// `forward_for = { enabled = true, except = ["127.0.0.0/8"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForwardFor {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub except: Vec<Spanned<String>>,
 }
 
 /// `[[backend]]`: a set of servers. Only server-side settings may be overridden here.

@@ -57,6 +57,8 @@ pub enum Shards {
 pub enum Mode {
     /// Layer 4: bytes are relayed, never parsed.
     Tcp,
+    /// Layer 7: HTTP/1.0 and 1.1 requests are parsed, routed and forwarded one by one.
+    Http,
 }
 
 /// `balance` of a backend.
@@ -74,13 +76,129 @@ pub struct Frontend {
     pub name: String,
     pub binds: Vec<SocketAddr>,
     pub mode: Mode,
-    /// Index into [`Config::backends`].
-    pub backend: usize,
+    /// Index into [`Config::backends`]; `None` only for an http frontend with routes
+    /// (a request no route matches then gets 503).
+    pub backend: Option<usize>,
     pub timeout_client: Duration,
     /// Inactivity allowed on the client side once the server side has closed.
     pub timeout_client_fin: Duration,
-    /// Forward tcp-mode bytes with `splice(2)` (true) or a user-space copy (false).
+    /// Forward tcp-mode bytes, and large http bodies, with `splice(2)` (true) or a
+    /// user-space copy (false).
     pub splice: bool,
+    /// HTTP settings (used in mode `http` only).
+    pub http: HttpFrontend,
+}
+
+/// The HTTP side of a frontend.
+#[derive(Debug, Clone)]
+pub struct HttpFrontend {
+    /// A request head must arrive whole within this time of its first byte (of the
+    /// connection, for the first request); else 408.
+    pub timeout_http_request: Duration,
+    /// Idle time allowed between two requests of a kept-alive client connection.
+    pub timeout_http_keep_alive: Duration,
+    /// Requests served on one client connection; the last response says `close`. 0 is
+    /// unlimited.
+    pub max_keep_alive_requests: u32,
+    /// Largest request head (request line and headers); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request; more gets 431.
+    pub max_headers: usize,
+    /// Longest request line; longer gets 414.
+    pub max_request_line: usize,
+    /// Tried in order; the first match picks the backend.
+    pub routes: Vec<Route>,
+    /// Append the client address to `X-Forwarded-For` and set `X-Forwarded-Proto`.
+    pub forward_for: Option<ForwardFor>,
+}
+
+/// `[[frontend.route]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub host: Option<HostPattern>,
+    /// Matches when the request path starts with these bytes.
+    pub path_prefix: Option<String>,
+    /// Index into [`Config::backends`].
+    pub backend: usize,
+}
+
+/// `route.host`: compared without case and without the request's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `example.com` (stored lowercase).
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`: any name ending with it.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (already lowercase, without port) matches.
+    pub fn matches(&self, host: &[u8]) -> bool {
+        match self {
+            HostPattern::Exact(h) => host == h.as_bytes(),
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_bytes()),
+        }
+    }
+}
+
+/// `forward_for` when enabled.
+#[derive(Debug, Clone)]
+pub struct ForwardFor {
+    /// Clients in these networks get no `X-Forwarded-For` entry.
+    pub except: Vec<Cidr>,
+}
+
+/// A network: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `10.0.0.0/8`, `::1/128` or a bare address (a single host).
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (a, p) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("\"{text}\" is not an address or network (like 10.0.0.0/8)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("\"{text}\": prefix length must be 0..={max}")),
+            },
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// `[[backend]]`.
@@ -122,6 +240,17 @@ pub mod default {
     pub const TIMEOUT_CLIENT_FIN: Duration = Duration::from_secs(10);
     pub const TIMEOUT_SERVER_FIN: Duration = Duration::from_secs(10);
     pub const RETRIES: u32 = 3;
+    pub const TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
+    pub const TIMEOUT_HTTP_KEEP_ALIVE: Duration = Duration::from_secs(10);
+    pub const MAX_KEEP_ALIVE_REQUESTS: u32 = 1000;
+    pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+    pub const MAX_HEADERS: usize = 100;
+    pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+    /// Bounds of the HTTP limits: a head must fit a request line and a few headers, and
+    /// a shard keeps one buffer of `max_header_bytes` per connection.
+    pub const MAX_HEADER_BYTES_RANGE: (i64, i64) = (1024, 1024 * 1024);
+    pub const MAX_HEADERS_RANGE: (i64, i64) = (1, 1000);
+    pub const MAX_REQUEST_LINE_MIN: i64 = 64;
     pub const WEIGHT: u32 = 1;
     pub const WEIGHT_MAX: i64 = 256;
     /// Sanity bound: more attempts than this only delays the client's error.
@@ -192,12 +321,17 @@ impl Config {
         );
         for f in &self.frontends {
             let binds: Vec<String> = f.binds.iter().map(|a| a.to_string()).collect();
+            let backend = f.backend.map_or("(none: 503)", |b| &self.backends[b].name);
             out.push_str(&format!(
-                "  frontend {} ({:?}) on {} -> backend {}\n",
+                "  frontend {} ({:?}) on {} -> backend {}{}\n",
                 f.name,
                 f.mode,
                 binds.join(", "),
-                self.backends[f.backend].name
+                backend,
+                match f.http.routes.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} route(s) first)"),
+                }
             ));
         }
         for b in &self.backends {
@@ -328,13 +462,208 @@ impl Ctx<'_> {
         let Some(v) = value else { return Ok(Mode::Tcp) };
         match v.get_ref().as_str() {
             "tcp" => Ok(Mode::Tcp),
-            "http" => self.err(
+            "http" => Ok(Mode::Http),
+            other => self.err(
                 v.span(),
                 key,
-                "\"http\" is not available yet in this build (L7 arrives with the http issue); use \"tcp\"",
+                format!("unknown mode \"{other}\" (expected \"tcp\" or \"http\")"),
             ),
-            other => self.err(v.span(), key, format!("unknown mode \"{other}\" (expected \"tcp\")")),
         }
+    }
+
+    /// An integer setting within `lo..=hi`, or `inherited` when absent.
+    fn int_in(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+        (lo, hi): (i64, i64),
+        inherited: i64,
+    ) -> Result<i64, ConfigError> {
+        let Some(v) = value else { return Ok(inherited) };
+        match *v.get_ref() {
+            n if (lo..=hi).contains(&n) => Ok(n),
+            n => self.err(v.span(), key, format!("{n} is out of range {lo}..={hi}")),
+        }
+    }
+
+    /// The HTTP limits and timeouts of `[defaults]` (section `defaults`, inheriting the
+    /// built-in values) or of a frontend (inheriting `[defaults]`).
+    fn http_settings(
+        &self,
+        section: &str,
+        f: HttpKeys<'_>,
+        d: &HttpDefaults,
+    ) -> Result<HttpDefaults, ConfigError> {
+        let key = |k: &str| format!("{section}.{k}");
+        let max_header_bytes = self.int_in(
+            f.max_header_bytes,
+            &key("max_header_bytes"),
+            default::MAX_HEADER_BYTES_RANGE,
+            d.max_header_bytes as i64,
+        )? as usize;
+        let max_request_line = self.int_in(
+            f.max_request_line,
+            &key("max_request_line"),
+            (default::MAX_REQUEST_LINE_MIN, max_header_bytes as i64),
+            (d.max_request_line.min(max_header_bytes)) as i64,
+        )? as usize;
+        Ok(HttpDefaults {
+            timeout_http_request: self.duration(
+                f.timeout_http_request,
+                &key("timeout_http_request"),
+                d.timeout_http_request,
+            )?,
+            timeout_http_keep_alive: self.duration(
+                f.timeout_http_keep_alive,
+                &key("timeout_http_keep_alive"),
+                d.timeout_http_keep_alive,
+            )?,
+            max_keep_alive_requests: self.int_in(
+                f.max_keep_alive_requests,
+                &key("max_keep_alive_requests"),
+                (0, i64::from(u32::MAX)),
+                i64::from(d.max_keep_alive_requests),
+            )? as u32,
+            max_header_bytes,
+            max_headers: self.int_in(
+                f.max_headers,
+                &key("max_headers"),
+                default::MAX_HEADERS_RANGE,
+                d.max_headers as i64,
+            )? as usize,
+            max_request_line,
+        })
+    }
+
+    fn routes(
+        &self,
+        f: &FileFrontend,
+        mode: Mode,
+        backends: &[Backend],
+    ) -> Result<Vec<Route>, ConfigError> {
+        let mut routes = Vec::with_capacity(f.route.len());
+        for r in &f.route {
+            if mode != Mode::Http {
+                return self.err(
+                    r.backend.span(),
+                    "frontend.route",
+                    "routes need mode = \"http\" on the frontend",
+                );
+            }
+            let backend = self.backend_ref(&r.backend, "frontend.route.backend", mode, backends)?;
+            let host = match &r.host {
+                None => None,
+                Some(h) => Some(self.host_pattern(h)?),
+            };
+            let path_prefix = match &r.path_prefix {
+                None => None,
+                Some(p) if p.get_ref().starts_with('/') => Some(p.get_ref().clone()),
+                Some(p) => {
+                    return self.err(
+                        p.span(),
+                        "frontend.route.path_prefix",
+                        format!("\"{}\" must start with '/'", p.get_ref()),
+                    )
+                }
+            };
+            if host.is_none() && path_prefix.is_none() {
+                return self.err(
+                    r.backend.span(),
+                    "frontend.route",
+                    "a route needs host or path_prefix (the frontend's backend is the default)",
+                );
+            }
+            routes.push(Route {
+                host,
+                path_prefix,
+                backend,
+            });
+        }
+        Ok(routes)
+    }
+
+    fn host_pattern(&self, h: &Spanned<String>) -> Result<HostPattern, ConfigError> {
+        let text = h.get_ref().to_ascii_lowercase();
+        let (suffix, name) = match text.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, text.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !name.starts_with('.')
+            && !name.ends_with('.');
+        if !valid {
+            return self.err(
+                h.span(),
+                "frontend.route.host",
+                format!(
+                    "\"{}\" is not a host name or \"*.suffix\" pattern (no port, no other wildcard)",
+                    h.get_ref()
+                ),
+            );
+        }
+        Ok(if suffix {
+            HostPattern::Suffix(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+
+    fn forward_for(&self, f: &FileFrontend, mode: Mode) -> Result<Option<ForwardFor>, ConfigError> {
+        let Some(ff) = &f.forward_for else {
+            return Ok(None);
+        };
+        if mode != Mode::Http {
+            return self.err(
+                ff.span(),
+                "frontend.forward_for",
+                "needs mode = \"http\" on the frontend",
+            );
+        }
+        let mut except = Vec::with_capacity(ff.get_ref().except.len());
+        for e in &ff.get_ref().except {
+            match Cidr::parse(e.get_ref()) {
+                Ok(c) => except.push(c),
+                Err(reason) => return self.err(e.span(), "frontend.forward_for.except", reason),
+            }
+        }
+        Ok(ff
+            .get_ref()
+            .enabled
+            .unwrap_or(true)
+            .then_some(ForwardFor { except }))
+    }
+
+    /// Resolves a backend named by a frontend or route and checks its mode.
+    fn backend_ref(
+        &self,
+        name: &Spanned<String>,
+        key: &str,
+        mode: Mode,
+        backends: &[Backend],
+    ) -> Result<usize, ConfigError> {
+        let Some(i) = backends.iter().position(|b| b.name == *name.get_ref()) else {
+            return self.err(
+                name.span(),
+                key,
+                format!("no backend is named \"{}\"", name.get_ref()),
+            );
+        };
+        if backends[i].mode != mode {
+            return self.err(
+                name.span(),
+                key,
+                format!(
+                    "backend \"{}\" is in {:?} mode, this frontend in {:?} mode",
+                    name.get_ref(),
+                    backends[i].mode,
+                    mode
+                ),
+            );
+        }
+        Ok(i)
     }
 
     fn validate(&self, file: FileConfig) -> Result<Config, ConfigError> {
@@ -454,6 +783,18 @@ impl Ctx<'_> {
             )?,
             retries: self.retries(d.retries.as_ref(), "defaults.retries", default::RETRIES)?,
             splice: d.splice.unwrap_or(true),
+            http: self.http_settings(
+                "defaults",
+                HttpKeys {
+                    timeout_http_request: d.timeout_http_request.as_ref(),
+                    timeout_http_keep_alive: d.timeout_http_keep_alive.as_ref(),
+                    max_keep_alive_requests: d.max_keep_alive_requests.as_ref(),
+                    max_header_bytes: d.max_header_bytes.as_ref(),
+                    max_headers: d.max_headers.as_ref(),
+                    max_request_line: d.max_request_line.as_ref(),
+                },
+                &HttpDefaults::BUILT_IN,
+            )?,
         })
     }
 
@@ -476,35 +817,40 @@ impl Ctx<'_> {
             }
             binds.push(addr);
         }
-        let Some(backend_name) = &f.backend else {
-            return self.err(
-                f.name.span(),
-                "frontend.backend",
-                format!("frontend \"{}\" names no backend", f.name.get_ref()),
-            );
+        let routes = self.routes(f, mode, backends)?;
+        let backend = match &f.backend {
+            Some(name) => Some(self.backend_ref(name, "frontend.backend", mode, backends)?),
+            None if !routes.is_empty() => None,
+            None => {
+                return self.err(
+                    f.name.span(),
+                    "frontend.backend",
+                    format!("frontend \"{}\" names no backend", f.name.get_ref()),
+                )
+            }
         };
-        let Some(backend) = backends
-            .iter()
-            .position(|b| b.name == *backend_name.get_ref())
-        else {
-            return self.err(
-                backend_name.span(),
-                "frontend.backend",
-                format!("no backend is named \"{}\"", backend_name.get_ref()),
-            );
+        let h = self.http_settings(
+            "frontend",
+            HttpKeys {
+                timeout_http_request: f.timeout_http_request.as_ref(),
+                timeout_http_keep_alive: f.timeout_http_keep_alive.as_ref(),
+                max_keep_alive_requests: f.max_keep_alive_requests.as_ref(),
+                max_header_bytes: f.max_header_bytes.as_ref(),
+                max_headers: f.max_headers.as_ref(),
+                max_request_line: f.max_request_line.as_ref(),
+            },
+            &d.http,
+        )?;
+        let http = HttpFrontend {
+            timeout_http_request: h.timeout_http_request,
+            timeout_http_keep_alive: h.timeout_http_keep_alive,
+            max_keep_alive_requests: h.max_keep_alive_requests,
+            max_header_bytes: h.max_header_bytes,
+            max_headers: h.max_headers,
+            max_request_line: h.max_request_line,
+            routes,
+            forward_for: self.forward_for(f, mode)?,
         };
-        if backends[backend].mode != mode {
-            return self.err(
-                backend_name.span(),
-                "frontend.backend",
-                format!(
-                    "backend \"{}\" is in {:?} mode, this frontend in {:?} mode",
-                    backend_name.get_ref(),
-                    backends[backend].mode,
-                    mode
-                ),
-            );
-        }
         Ok(Frontend {
             name: f.name.get_ref().clone(),
             binds,
@@ -521,6 +867,7 @@ impl Ctx<'_> {
                 d.timeout_client_fin,
             )?,
             splice: f.splice.unwrap_or(d.splice),
+            http,
         })
     }
 
@@ -686,6 +1033,38 @@ struct Defaults {
     timeout_server_fin: Duration,
     retries: u32,
     splice: bool,
+    http: HttpDefaults,
+}
+
+/// The HTTP settings a frontend inherits.
+struct HttpDefaults {
+    timeout_http_request: Duration,
+    timeout_http_keep_alive: Duration,
+    max_keep_alive_requests: u32,
+    max_header_bytes: usize,
+    max_headers: usize,
+    max_request_line: usize,
+}
+
+impl HttpDefaults {
+    const BUILT_IN: HttpDefaults = HttpDefaults {
+        timeout_http_request: default::TIMEOUT_HTTP_REQUEST,
+        timeout_http_keep_alive: default::TIMEOUT_HTTP_KEEP_ALIVE,
+        max_keep_alive_requests: default::MAX_KEEP_ALIVE_REQUESTS,
+        max_header_bytes: default::MAX_HEADER_BYTES,
+        max_headers: default::MAX_HEADERS,
+        max_request_line: default::MAX_REQUEST_LINE,
+    };
+}
+
+/// The HTTP keys as written in one section.
+struct HttpKeys<'a> {
+    timeout_http_request: Option<&'a Spanned<String>>,
+    timeout_http_keep_alive: Option<&'a Spanned<String>>,
+    max_keep_alive_requests: Option<&'a Spanned<i64>>,
+    max_header_bytes: Option<&'a Spanned<i64>>,
+    max_headers: Option<&'a Spanned<i64>>,
+    max_request_line: Option<&'a Spanned<i64>>,
 }
 
 /// A line without its `#` comment (good enough for locating keys: `#` inside a quoted

@@ -22,8 +22,10 @@ use relay::{Forwarding, RelayEnd, RelayTimeouts};
 /// Serves one accepted tcp-mode client to the end.
 pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
     let fe = &shard.config.frontends[frontend];
-    let be = &shard.config.backends[fe.backend];
-    let backend = &shard.backends[fe.backend];
+    // A tcp frontend always names a backend (config invariant); only http routes may not.
+    let Some(b) = fe.backend else { return };
+    let be = &shard.config.backends[b];
+    let backend = &shard.backends[b];
     let Some((mut server, _slot)) = connect(backend, be.timeout_connect, be.retries).await else {
         backend.no_server.set(backend.no_server.get() + 1);
         return;

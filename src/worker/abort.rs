@@ -73,6 +73,20 @@ impl AbortHandle {
     }
 }
 
+impl AbortHandle {
+    /// Completes once the signal has fired.
+    pub async fn fired(&self) {
+        futures_lite::future::poll_fn(|cx| {
+            if self.poll_fired(cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 impl Drop for AbortHandle {
     fn drop(&mut self) {
         self.signal.wakers.borrow_mut()[self.slot] = None;

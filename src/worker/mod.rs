@@ -62,6 +62,13 @@ pub struct ShardCounters {
     pub relay_aborted: Cell<u64>,
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
+    /// http mode: requests read whole.
+    pub http_requests: Cell<u64>,
+    /// http mode: error responses written by the proxy itself.
+    pub http_errors: Cell<u64>,
+    /// http mode: requests sent again on a fresh server connection after a kept one
+    /// failed before any response byte.
+    pub http_retries: Cell<u64>,
 }
 
 /// Everything one shard owns.
@@ -75,6 +82,8 @@ pub struct Shard {
     pub relay_buffers: crate::l4::splice::RelayBuffers,
     /// Fired when the grace period after a stop is over: every session ends.
     pub abort: Rc<AbortSignal>,
+    /// Fired when the shard begins to stop: idle keep-alive connections close at once.
+    pub stopping_signal: Rc<AbortSignal>,
     /// Set once the shard stops accepting.
     pub stopping: Cell<bool>,
 }
@@ -89,6 +98,7 @@ impl Shard {
             counters: ShardCounters::default(),
             relay_buffers: Default::default(),
             abort: Default::default(),
+            stopping_signal: Default::default(),
             stopping: Cell::new(false),
         }
     }
@@ -120,6 +130,7 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
     // Stop accepting: shutting a listener down fails its pending accept, so each loop ends
     // by itself (cancelling it instead could drop a connection the kernel already gave us).
     shard.stopping.set(true);
+    shard.stopping_signal.fire();
     for fd in listening_fds {
         // SAFETY: shutdown on a listening descriptor that the accept loop still owns.
         unsafe { libc::shutdown(fd, libc::SHUT_RD) };
@@ -196,6 +207,7 @@ fn spawn_session(shard: &Rc<Shard>, frontend: usize, stream: glommio::net::TcpSt
         c.active.set(c.active.get() + 1);
         match shard.config.frontends[frontend].mode {
             Mode::Tcp => crate::l4::serve(Rc::clone(&shard), frontend, stream).await,
+            Mode::Http => crate::http::serve(Rc::clone(&shard), frontend, stream).await,
         }
         shard.counters.active.set(shard.counters.active.get() - 1);
     })

@@ -1,0 +1,279 @@
+//! Buffered connections and the forwarding of one message body.
+//!
+//! A [`Conn`] is a socket with one fixed buffer, allocated once per connection and reused
+//! for every message on it: heads are parsed in place, and body bytes that arrived with a
+//! head are forwarded from there. [`forward`] moves one body, as framed by its head, from a
+//! connection to a socket, in one of three codings (as received, chunked decoded for an
+//! HTTP/1.0 client, chunked encoded for a close-delimited body sent to a kept-alive
+//! HTTP/1.1 client). A long body of known length leaves the buffer for a pipe: after the
+//! buffered bytes, the rest goes socket to socket with `splice(2)`, never through user
+//! space ([`splice_exact`]).
+//!
+//! Timeouts are the sockets' own (glommio's per-wait read and write timeouts), set by the
+//! session: a wait that lasts too long fails with `TimedOut`.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::chunked::{Decoder, Piece};
+use super::head::Body;
+use super::rewrite;
+use crate::l4::splice::RelayBuffers;
+
+/// Bodies of known length with more than this left after the buffered bytes are spliced
+/// (below it, a pipe costs more syscalls than the copy it saves).
+pub const SPLICE_MIN: u64 = 64 * 1024;
+
+/// Most body bytes appended to a pending head so that both leave in one `send`.
+pub const COALESCE_MAX: usize = 16 * 1024;
+
+/// A socket and its reused input buffer.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, capacity: usize) -> Conn {
+        Conn {
+            stream,
+            buf: vec![0; capacity].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Whether the buffer cannot take more bytes.
+    pub fn is_full(&self) -> bool {
+        self.start == 0 && self.end == self.buf.len()
+    }
+
+    /// Reads what the socket has (waiting if nothing); `Ok(0)` is end of stream. Moves
+    /// unconsumed bytes to the front first when the end of the buffer is reached.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.end == self.buf.len() {
+            if self.start == 0 {
+                return Err(io::Error::other("input buffer full"));
+            }
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+/// How a body is written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// As received (framing included).
+    AsReceived,
+    /// Chunked in, payload only out (to an HTTP/1.0 client; it reads until close).
+    Decode,
+    /// Close-delimited in, chunked out (to a kept-alive HTTP/1.1 client).
+    Encode,
+}
+
+/// Why a body could not be forwarded whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Reading the source failed or it ended early.
+    Source(io::Error),
+    /// The source's chunked framing is invalid.
+    Framing(&'static str),
+    /// Writing the destination failed.
+    Destination(io::Error),
+}
+
+/// Writes `out` (a head, maybe empty) and then the body framed by `body` from `src` to
+/// `dst`. `out` is cleared. `splice`: the shard's pipes, when large bodies may be spliced.
+pub async fn forward(
+    src: &mut Conn,
+    dst: &mut TcpStream,
+    out: &mut Vec<u8>,
+    body: Body,
+    coding: Coding,
+    splice: Option<&RelayBuffers>,
+) -> Result<u64, BodyError> {
+    let mut left = match body {
+        Body::Length(n) => n,
+        _ => 0,
+    };
+    let mut decoder = Decoder::default();
+    let mut moved = 0u64;
+    let mut done = matches!(body, Body::None | Body::Length(0));
+    while !done {
+        // 1. Whatever is buffered.
+        let avail = src.data().len();
+        if avail > 0 {
+            match body {
+                Body::None => unreachable!(),
+                Body::Length(_) => {
+                    let k = left.min(avail as u64) as usize;
+                    emit(out, dst, &src.data()[..k]).await?;
+                    src.consume(k);
+                    left -= k as u64;
+                    moved += k as u64;
+                    done = left == 0;
+                }
+                Body::Chunked => {
+                    while let Some(piece) = decoder
+                        .step(src.data())
+                        .map_err(|e| BodyError::Framing(e.0))?
+                    {
+                        let (n, forward) = match piece {
+                            Piece::Data(n) => (n, true),
+                            Piece::Framing(n) | Piece::End(n) => (n, coding == Coding::AsReceived),
+                        };
+                        if forward {
+                            emit(out, dst, &src.data()[..n]).await?;
+                            moved += n as u64;
+                        }
+                        src.consume(n);
+                        if decoder.is_done() {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                Body::UntilClose => {
+                    let data = src.data();
+                    if coding == Coding::Encode {
+                        rewrite::hex(out, data.len() as u64);
+                        out.extend_from_slice(b"\r\n");
+                        emit(out, dst, data).await?;
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        emit(out, dst, data).await?;
+                    }
+                    moved += avail as u64;
+                    src.consume(avail);
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        // 2. Send what is pending before waiting for more.
+        flush(out, dst).await?;
+        if let (Some(buffers), Body::Length(_)) = (splice, body) {
+            if left >= SPLICE_MIN {
+                splice_exact(src, dst, left, buffers).await?;
+                return Ok(moved + left);
+            }
+        }
+        // 3. Wait for more.
+        match src.fill().await {
+            Ok(0) if body == Body::UntilClose => {
+                if coding == Coding::Encode {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                break;
+            }
+            Ok(0) => {
+                return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(BodyError::Source(e)),
+        }
+    }
+    flush(out, dst).await?;
+    Ok(moved)
+}
+
+/// Adds `data` to the pending output, or sends both when that would make it large.
+async fn emit(out: &mut Vec<u8>, dst: &mut TcpStream, data: &[u8]) -> Result<(), BodyError> {
+    if out.len() + data.len() <= COALESCE_MAX {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    flush(out, dst).await?;
+    dst.write_all(data).await.map_err(BodyError::Destination)
+}
+
+/// Sends the pending output.
+pub async fn flush(out: &mut Vec<u8>, dst: &mut TcpStream) -> Result<(), BodyError> {
+    if !out.is_empty() {
+        let r = dst.write_all(out).await;
+        out.clear();
+        r.map_err(BodyError::Destination)?;
+    }
+    Ok(())
+}
+
+/// Moves exactly `left` bytes from `src`'s socket to `dst` through a pipe (`src`'s buffer
+/// must be empty). When the source has nothing, glommio's read waits for it and the bytes
+/// it returns are written directly; when the destination is full, one byte goes through
+/// glommio's write, which waits for room.
+pub async fn splice_exact(
+    src: &mut Conn,
+    dst: &mut TcpStream,
+    mut left: u64,
+    buffers: &RelayBuffers,
+) -> Result<(), BodyError> {
+    debug_assert!(src.data().is_empty());
+    let pipe = buffers.get().map_err(BodyError::Source)?;
+    let (src_fd, dst_fd) = (src.stream.as_raw_fd(), dst.as_raw_fd());
+    let mut in_pipe = 0usize;
+    loop {
+        while in_pipe > 0 {
+            match pipe.drain_into(dst_fd, in_pipe) {
+                Ok(0) => return Err(BodyError::Destination(io::ErrorKind::WriteZero.into())),
+                Ok(n) => in_pipe -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let b = pipe.take_byte().map_err(BodyError::Destination)?;
+                    in_pipe -= 1;
+                    dst.write_all(&[b]).await.map_err(BodyError::Destination)?;
+                }
+                Err(e) => return Err(BodyError::Destination(e)),
+            }
+        }
+        if left == 0 {
+            buffers.put(pipe);
+            return Ok(());
+        }
+        let want = left.min(pipe.capacity() as u64) as usize;
+        match pipe.fill_from(src_fd, want) {
+            Ok(0) => return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => {
+                in_pipe = n;
+                left -= n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match src.fill().await {
+                    Ok(0) => return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into())),
+                    Ok(_) => {}
+                    Err(e) => return Err(BodyError::Source(e)),
+                }
+                let k = left.min(src.data().len() as u64) as usize;
+                dst.write_all(&src.data()[..k])
+                    .await
+                    .map_err(BodyError::Destination)?;
+                src.consume(k);
+                left -= k as u64;
+            }
+            Err(e) => return Err(BodyError::Source(e)),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! http mode: an HTTP/1.0 and 1.1 reverse proxy, request by request.
+//!
+//! Layout, from the bytes up:
+//! - [`head`]: request and response heads parsed in place (`httparse`), checked against
+//!   the limits and the smuggling rules, reduced to offsets; the framing of each message
+//!   is decided there, once.
+//! - [`chunked`]: the chunked coding, read incrementally.
+//! - [`rewrite`]: outgoing heads (hop-by-hop fields dropped, framing and `Connection`
+//!   written from the proxy's decisions) and the proxy's own error responses.
+//! - [`body`]: buffered connections and the forwarding of one body (copy, chunked
+//!   decode/encode, or `splice(2)` for long bodies of known length).
+//! - [`session`]: one client connection, request after request, with its server
+//!   connection and the keep-alive decisions of both sides.
+//!
+//! The first three are sans-IO and unit-tested on bytes; the session is tested through
+//! real sockets (`tests/http.rs`).
+
+pub mod body;
+pub mod chunked;
+pub mod head;
+pub mod rewrite;
+pub mod session;
+
+pub use session::serve;

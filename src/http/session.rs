@@ -1,0 +1,715 @@
+//! One client connection in http mode, request after request.
+//!
+//! Owns the client connection, its buffers, and (between requests) one server connection
+//! kept alive for it: the checkout/checkin of [`Session::server_for`] and
+//! [`Session::check_in`], which the pool issue replaces with per-shard pools. Each
+//! exchange: read and check the request head; route it; write the rewritten head and the
+//! body to the server; read the response head (forwarding interim 1xx); write the
+//! rewritten response head and body to the client; then decide, independently for each
+//! side, whether its connection stays open.
+//!
+//! Client side: HTTP/1.1 is persistent unless `Connection: close`; HTTP/1.0 only with
+//! `Connection: keep-alive`, which the response then repeats. `Connection: close` is
+//! written to an HTTP/1.1 client only when the proxy closes after the response (the
+//! client asked, `max_keep_alive_requests`, the shard is stopping, or the response cannot
+//! be framed for it). Server side: kept while the server allows it and its response was
+//! framed (length or chunked), whatever the client does.
+//!
+//! Errors the proxy answers itself close the client connection afterwards, with a
+//! lingering close so the response is not lost to an RST.
+
+use std::io;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::body::{self, BodyError, Coding, Conn};
+use super::head::{self, Body, Limits, Method, Parsed, Version};
+use super::rewrite::{self, Connection, Framing, RequestExtras};
+use crate::config::Frontend;
+use crate::l4::relay::{self, Forwarding, RelayTimeouts};
+use crate::upstream::ActiveSlot;
+use crate::worker::abort::AbortHandle;
+use crate::worker::Shard;
+
+/// Input buffer of a server connection; also the largest response head accepted.
+pub const SERVER_BUFFER: usize = 32 * 1024;
+
+/// Smallest input buffer of a client connection (bodies are read through it too).
+pub const CLIENT_BUFFER_MIN: usize = 16 * 1024;
+
+/// How long a request with `Expect: 100-continue` waits for the server's interim answer
+/// before its body is sent anyway (as curl does).
+pub const EXPECT_WAIT: Duration = Duration::from_secs(1);
+
+/// Lingering close: how long, and how many bytes, the proxy reads and discards from a
+/// client it is closing with input pending, so that its last response is not destroyed
+/// by an RST.
+pub const LINGER_TIME: Duration = Duration::from_secs(1);
+pub const LINGER_BYTES: usize = 256 * 1024;
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Nothing pending: close.
+    Close,
+    /// Input may be pending (an error was answered, a body was not read): linger.
+    Linger,
+    /// A tunnel after `101 Switching Protocols` ran and ended.
+    Tunnel,
+}
+
+/// A server connection held between requests.
+struct ServerConn {
+    conn: Conn,
+    backend: usize,
+    /// Served an exchange already (then a failure before any response byte may be the
+    /// server closing an idle connection, and the request may be retried).
+    reused: bool,
+    _slot: ActiveSlot,
+}
+
+/// What went wrong waiting for a response head.
+enum ResponseError {
+    /// The server closed or failed before sending any byte.
+    Empty,
+    Timeout,
+    Invalid,
+}
+
+struct Session {
+    shard: Rc<Shard>,
+    frontend: usize,
+    client: Conn,
+    peer: Option<IpAddr>,
+    out: Vec<u8>,
+    req: head::Request,
+    resp: head::Response,
+    server: Option<ServerConn>,
+    served: u32,
+    /// Fired when the shard begins to stop: idle connections close at once.
+    stopping: AbortHandle,
+}
+
+/// Serves one accepted http-mode client to the end.
+pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
+    let fe = &shard.config.frontends[frontend];
+    let _ = stream.set_nodelay(true);
+    if fe.splice
+        && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&stream)).is_err()
+    {
+        return;
+    }
+    let _ = stream.set_write_timeout(Some(fe.timeout_client));
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
+    let abort = shard.abort.register();
+    let mut s = Session {
+        stopping: shard.stopping_signal.register(),
+        client: Conn::new(stream, capacity),
+        shard: Rc::clone(&shard),
+        frontend,
+        peer,
+        out: Vec::with_capacity(4096),
+        req: head::Request::default(),
+        resp: head::Response::default(),
+        server: None,
+        served: 0,
+    };
+    let end = futures_lite::future::or(s.run(), async {
+        abort.fired().await;
+        End::Close
+    })
+    .await;
+    if end != End::Tunnel {
+        s.close_client(end == End::Linger).await;
+    }
+    if let Some(server) = s.server.take() {
+        close_server(server);
+    }
+}
+
+impl Session {
+    fn frontend(&self) -> &Frontend {
+        &self.shard.config.frontends[self.frontend]
+    }
+
+    async fn run(&mut self) -> End {
+        loop {
+            if let Err(end) = self.read_request().await {
+                return end;
+            }
+            let c = &self.shard.counters;
+            c.http_requests.set(c.http_requests.get() + 1);
+            self.served += 1;
+            match self.exchange().await {
+                Ok(true) => {}
+                Ok(false) => return End::Close,
+                Err(end) => return end,
+            }
+        }
+    }
+
+    /// Waits for a whole request head. `Err` ends the session (quietly when the client
+    /// left or stayed idle, after an error response otherwise).
+    async fn read_request(&mut self) -> Result<(), End> {
+        let http = &self.shard.config.frontends[self.frontend].http;
+        let limits = Limits {
+            max_header_bytes: http.max_header_bytes,
+            max_headers: http.max_headers,
+            max_request_line: http.max_request_line,
+        };
+        let (request_timeout, idle_timeout) =
+            (http.timeout_http_request, http.timeout_http_keep_alive);
+        // A new connection's first head is due within timeout_http_request of the
+        // accept; a kept-alive connection may idle, then its head is due within
+        // timeout_http_request of its first byte.
+        let mut deadline = (self.served == 0).then(|| Instant::now() + request_timeout);
+        loop {
+            if !self.client.data().is_empty() {
+                match head::parse_request(self.client.data(), &limits, &mut self.req) {
+                    Ok(Parsed::Complete) => return Ok(()),
+                    Ok(Parsed::Partial) => {}
+                    Err(refusal) => return Err(self.refuse(refusal.status, refusal.reason).await),
+                }
+                deadline.get_or_insert_with(|| Instant::now() + request_timeout);
+            }
+            let idle = self.client.data().is_empty();
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => idle_timeout,
+            };
+            if wait.is_zero() {
+                return Err(self.timed_out(idle).await);
+            }
+            let _ = self.client.stream.set_read_timeout(Some(wait));
+            let read = if idle {
+                // Idle between requests: a stopping shard closes the connection now.
+                let stopping = &self.stopping;
+                let client = &mut self.client;
+                futures_lite::future::or(async { Some(client.fill().await) }, async {
+                    stopping.fired().await;
+                    None
+                })
+                .await
+            } else {
+                Some(self.client.fill().await)
+            };
+            match read {
+                None => return Err(End::Close),
+                Some(Ok(0)) if idle => return Err(End::Close),
+                Some(Ok(0)) => return Err(self.refuse(400, "incomplete request head").await),
+                Some(Ok(_)) => {}
+                Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(self.timed_out(idle).await)
+                }
+                Some(Err(_)) => return Err(End::Close),
+            }
+        }
+    }
+
+    async fn timed_out(&mut self, idle: bool) -> End {
+        if idle {
+            // Nothing of a request arrived: close without a word (as HAProxy does for
+            // idle keep-alive connections and pre-connects).
+            End::Close
+        } else {
+            self.refuse(408, "the request head did not arrive in time")
+                .await
+        }
+    }
+
+    /// Answers with one of the proxy's own errors; the connection then closes.
+    async fn refuse(&mut self, status: u16, detail: &str) -> End {
+        let c = &self.shard.counters;
+        c.http_errors.set(c.http_errors.get() + 1);
+        self.out.clear();
+        rewrite::error_response(&mut self.out, status, detail);
+        let _ = self.client.stream.write_all(&self.out).await;
+        self.out.clear();
+        End::Linger
+    }
+
+    /// The backend for the current request: the first matching route, else the
+    /// frontend's backend.
+    fn route(&self) -> Option<usize> {
+        let fe = self.frontend();
+        let buf = self.client.data();
+        if fe.http.routes.is_empty() {
+            return fe.backend;
+        }
+        let mut lower = [0u8; 256];
+        let host = self
+            .req
+            .host
+            .and_then(|h| head::host_without_port(h.get(buf), &mut lower));
+        let path = self.req.path(buf);
+        fe.http
+            .routes
+            .iter()
+            .find(|r| {
+                r.host
+                    .as_ref()
+                    .is_none_or(|p| host.is_some_and(|h| p.matches(h)))
+                    && r.path_prefix
+                        .as_ref()
+                        .is_none_or(|p| path.starts_with(p.as_bytes()))
+            })
+            .map_or(fe.backend, |r| Some(r.backend))
+    }
+
+    /// One request and its response. `Ok(true)`: the client connection stays open.
+    async fn exchange(&mut self) -> Result<bool, End> {
+        let shard = Rc::clone(&self.shard);
+        let fe = &shard.config.frontends[self.frontend];
+        let Some(backend) = self.route() else {
+            return Err(self.refuse(503, "no backend serves this request").await);
+        };
+        let be = &shard.config.backends[backend];
+        let last =
+            fe.http.max_keep_alive_requests != 0 && self.served >= fe.http.max_keep_alive_requests;
+        let client_version = self.req.head.version;
+        let mut client_keep = self.req.head.keep_alive() && !last;
+        let method = self.req.method;
+        let req_body = self.req.head.body;
+        let head_len = self.req.head.len;
+        let upgrade = self.req.upgrade;
+        let bodiless = matches!(req_body, Body::None | Body::Length(0));
+        let expect = self.req.expect_continue && !bodiless && client_version == Version::Http11;
+        let forwarded_for = fe.http.forward_for.as_ref().map(|ff| {
+            self.peer
+                .filter(|ip| !ff.except.iter().any(|net| net.contains(*ip)))
+        });
+        let extras = RequestExtras {
+            framing: match req_body {
+                Body::Length(n) => Framing::Length(n),
+                Body::Chunked => Framing::Chunked,
+                Body::None | Body::UntilClose => Framing::None,
+            },
+            connection: if upgrade {
+                Connection::Upgrade
+            } else if client_version == Version::Http10 {
+                Connection::KeepAlive
+            } else {
+                Connection::Default
+            },
+            upgrade,
+            forwarded_for: forwarded_for.flatten(),
+            forwarded_proto: forwarded_for.map(|_| "http"),
+        };
+        let splice = fe.splice.then_some(&shard.relay_buffers);
+
+        // Send the request; a request without a body may be sent again on a fresh
+        // connection if a reused one turns out dead before any response byte.
+        let mut retried = false;
+        let mut body_sent = true;
+        loop {
+            self.server_for(backend).await?;
+            let server = self.server.as_mut().expect("server_for sets it");
+            let reused = server.reused;
+            self.out.clear();
+            rewrite::request_head(&mut self.out, self.client.data(), &self.req, &extras);
+            let sent = if bodiless {
+                // The head stays in the client buffer until the response comes (retry).
+                body::flush(&mut self.out, &mut server.conn.stream).await
+            } else {
+                self.client.consume(head_len);
+                let _ = self.client.stream.set_read_timeout(Some(fe.timeout_client));
+                if expect {
+                    match self.await_continue(client_version).await {
+                        Ok(true) => {}
+                        Ok(false) => body_sent = false,
+                        Err(end) => return Err(end),
+                    }
+                }
+                let server = self.server.as_mut().expect("still held");
+                if body_sent {
+                    body::forward(
+                        &mut self.client,
+                        &mut server.conn.stream,
+                        &mut self.out,
+                        req_body,
+                        Coding::AsReceived,
+                        None,
+                    )
+                    .await
+                    .map(|_| ())
+                } else {
+                    Ok(())
+                }
+            };
+            match sent {
+                Ok(()) => {}
+                Err(BodyError::Destination(_)) if reused && bodiless && !retried => {
+                    self.drop_server();
+                    retried = true;
+                    continue;
+                }
+                Err(BodyError::Destination(_)) => {
+                    self.drop_server();
+                    return Err(self.bad_gateway(502, "the server connection failed").await);
+                }
+                Err(BodyError::Framing(reason)) => {
+                    self.drop_server();
+                    return Err(self.refuse(400, reason).await);
+                }
+                Err(BodyError::Source(_)) => {
+                    // The client went away or stalled mid-body.
+                    self.drop_server();
+                    return Err(End::Close);
+                }
+            }
+            match self.read_response(method, client_version).await {
+                Ok(()) => break,
+                Err(ResponseError::Empty) if reused && bodiless && !retried => {
+                    let c = &self.shard.counters;
+                    c.http_retries.set(c.http_retries.get() + 1);
+                    self.drop_server();
+                    retried = true;
+                }
+                Err(e) => {
+                    self.drop_server();
+                    let (status, detail) = match e {
+                        ResponseError::Timeout => (504, "the server did not answer in time"),
+                        ResponseError::Empty => (502, "the server closed without answering"),
+                        ResponseError::Invalid => (502, "the server sent an invalid response"),
+                    };
+                    return Err(self.bad_gateway(status, detail).await);
+                }
+            }
+        }
+        if bodiless {
+            self.client.consume(head_len);
+        }
+
+        let server = self.server.as_mut().expect("a response came from it");
+        let status = self.resp.status;
+        if status == 101 {
+            if !upgrade {
+                self.drop_server();
+                return Err(self.bad_gateway(502, "unexpected 101 response").await);
+            }
+            self.tunnel(be).await;
+            return Err(End::Tunnel);
+        }
+
+        // Frame the response for this client.
+        let resp_body = self.resp.head.body;
+        let (framing, coding) = match resp_body {
+            Body::None if method == Method::Head || status == 304 => {
+                (Framing::AsReceived, Coding::AsReceived)
+            }
+            Body::None => (Framing::None, Coding::AsReceived),
+            Body::Length(n) => (Framing::Length(n), Coding::AsReceived),
+            Body::Chunked if client_version == Version::Http11 => {
+                (Framing::Chunked, Coding::AsReceived)
+            }
+            Body::Chunked => {
+                client_keep = false;
+                (Framing::None, Coding::Decode)
+            }
+            Body::UntilClose if client_version == Version::Http11 && client_keep => {
+                (Framing::Chunked, Coding::Encode)
+            }
+            Body::UntilClose => {
+                client_keep = false;
+                (Framing::None, Coding::AsReceived)
+            }
+        };
+        if !body_sent || self.shard.stopping.get() {
+            client_keep = false;
+        }
+        let conn = match (client_keep, client_version) {
+            (true, Version::Http10) => Connection::KeepAlive,
+            (false, Version::Http11) => Connection::Close,
+            _ => Connection::Default,
+        };
+        let server_keep = self.resp.head.keep_alive()
+            && !self.resp.head.ambiguous
+            && resp_body != Body::UntilClose
+            && body_sent;
+        self.out.clear();
+        rewrite::response_head(&mut self.out, server.conn.data(), &self.resp, framing, conn);
+        server.conn.consume(self.resp.head.len);
+        let forwarded = body::forward(
+            &mut server.conn,
+            &mut self.client.stream,
+            &mut self.out,
+            resp_body,
+            coding,
+            splice,
+        )
+        .await;
+        match forwarded {
+            Ok(_) => {}
+            Err(_) => {
+                // Half a response was sent: nothing to answer, close both sides.
+                self.drop_server();
+                return Err(End::Close);
+            }
+        }
+        let server = self.server.as_mut().expect("still held");
+        if !server_keep || !server.conn.data().is_empty() {
+            self.drop_server();
+        } else {
+            server.reused = true;
+        }
+        if !body_sent {
+            // The client may still be sending the body the server did not want.
+            return Err(End::Linger);
+        }
+        Ok(client_keep)
+    }
+
+    /// After a head with `Expect: 100-continue` was sent: waits (briefly) for the
+    /// server's interim response and passes it on. `Ok(false)`: the server answered
+    /// finally instead; the body must not be sent.
+    async fn await_continue(&mut self, client_version: Version) -> Result<bool, End> {
+        let server = self.server.as_mut().expect("held");
+        let flushed = body::flush(&mut self.out, &mut server.conn.stream).await;
+        if flushed.is_err() {
+            self.drop_server();
+            return Err(self.bad_gateway(502, "the server connection failed").await);
+        }
+        let timeout = self.shard.config.backends[server.backend].timeout_server;
+        let _ = server
+            .conn
+            .stream
+            .set_read_timeout(Some(EXPECT_WAIT.min(timeout)));
+        loop {
+            let server = self.server.as_mut().expect("held");
+            if !server.conn.data().is_empty() {
+                match head::parse_response(server.conn.data(), self.req.method, &mut self.resp) {
+                    Ok(Parsed::Complete)
+                        if (100..200).contains(&self.resp.status) && self.resp.status != 101 =>
+                    {
+                        let len = self.resp.head.len;
+                        self.pass_interim(client_version).await?;
+                        self.server.as_mut().expect("held").conn.consume(len);
+                        return Ok(true);
+                    }
+                    // A final answer: it is read again by read_response.
+                    Ok(Parsed::Complete) => return Ok(false),
+                    Ok(Parsed::Partial) => {}
+                    Err(_) => return Ok(false),
+                }
+            }
+            let server = self.server.as_mut().expect("held");
+            match server.conn.fill().await {
+                Ok(0) => return Ok(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(true),
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    /// Passes an interim (1xx) response on to an HTTP/1.1 client.
+    async fn pass_interim(&mut self, client_version: Version) -> Result<(), End> {
+        if client_version == Version::Http10 {
+            return Ok(());
+        }
+        let server = self.server.as_ref().expect("held");
+        self.out.clear();
+        rewrite::response_head(
+            &mut self.out,
+            server.conn.data(),
+            &self.resp,
+            Framing::None,
+            Connection::Default,
+        );
+        let r = self.client.stream.write_all(&self.out).await;
+        self.out.clear();
+        r.map_err(|_| End::Close)
+    }
+
+    /// Reads the final response head into `self.resp`, passing interim responses on.
+    async fn read_response(
+        &mut self,
+        method: Method,
+        client_version: Version,
+    ) -> Result<(), ResponseError> {
+        let timeout = {
+            let server = self.server.as_ref().expect("held");
+            self.shard.config.backends[server.backend].timeout_server
+        };
+        let mut any = false;
+        loop {
+            let server = self.server.as_mut().expect("held");
+            if !server.conn.data().is_empty() {
+                any = true;
+                match head::parse_response(server.conn.data(), method, &mut self.resp) {
+                    Ok(Parsed::Complete) => {
+                        let status = self.resp.status;
+                        if !(100..200).contains(&status) || status == 101 {
+                            return Ok(());
+                        }
+                        let len = self.resp.head.len;
+                        if self.pass_interim(client_version).await.is_err() {
+                            return Err(ResponseError::Invalid);
+                        }
+                        self.server.as_mut().expect("held").conn.consume(len);
+                        continue;
+                    }
+                    Ok(Parsed::Partial) if server.conn.is_full() => {
+                        return Err(ResponseError::Invalid)
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(_) => return Err(ResponseError::Invalid),
+                }
+            }
+            let server = self.server.as_mut().expect("held");
+            let _ = server.conn.stream.set_read_timeout(Some(timeout));
+            match server.conn.fill().await {
+                Ok(0) if !any => return Err(ResponseError::Empty),
+                Ok(0) => return Err(ResponseError::Invalid),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(ResponseError::Timeout)
+                }
+                Err(_) if !any => return Err(ResponseError::Empty),
+                Err(_) => return Err(ResponseError::Invalid),
+            }
+        }
+    }
+
+    /// Answers 502/503/504 and counts it against the backend.
+    async fn bad_gateway(&mut self, status: u16, detail: &str) -> End {
+        self.refuse(status, detail).await
+    }
+
+    /// Makes sure `self.server` is a connection to `backend`: the one kept from the
+    /// previous request, or a new one.
+    async fn server_for(&mut self, backend: usize) -> Result<(), End> {
+        if self.server.as_ref().is_some_and(|s| s.backend == backend) {
+            return Ok(());
+        }
+        self.drop_server();
+        let shard = Rc::clone(&self.shard);
+        let be = &shard.config.backends[backend];
+        let state = &shard.backends[backend];
+        let Some((stream, slot)) = crate::l4::connect(state, be.timeout_connect, be.retries).await
+        else {
+            state.no_server.set(state.no_server.get() + 1);
+            return Err(self.refuse(503, "no server is available").await);
+        };
+        let _ = stream.set_nodelay(true);
+        let fe = self.frontend();
+        if fe.splice
+            && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&stream)).is_err()
+        {
+            return Err(self.refuse(503, "no server is available").await);
+        }
+        let _ = stream.set_write_timeout(Some(be.timeout_server));
+        let _ = stream.set_read_timeout(Some(be.timeout_server));
+        self.server = Some(ServerConn {
+            conn: Conn::new(stream, SERVER_BUFFER),
+            backend,
+            reused: false,
+            _slot: slot,
+        });
+        Ok(())
+    }
+
+    fn drop_server(&mut self) {
+        if let Some(s) = self.server.take() {
+            close_server(s);
+        }
+    }
+
+    /// After `101 Switching Protocols`: passes the response on, then both connections
+    /// become one tunnel (the L4 relay) until either side ends it.
+    async fn tunnel(&mut self, be: &crate::config::Backend) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        self.out.clear();
+        rewrite::response_head(
+            &mut self.out,
+            server.conn.data(),
+            &self.resp,
+            Framing::None,
+            Connection::Upgrade,
+        );
+        server.conn.consume(self.resp.head.len);
+        self.out.extend_from_slice(server.conn.data());
+        if self.client.stream.write_all(&self.out).await.is_err() {
+            return;
+        }
+        self.out.clear();
+        if !self.client.data().is_empty()
+            && server
+                .conn
+                .stream
+                .write_all(self.client.data())
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let fe = self.frontend();
+        let forwarding = if fe.splice {
+            Forwarding::Splice
+        } else {
+            Forwarding::Copy
+        };
+        let timeouts = RelayTimeouts {
+            idle: be.timeout_tunnel,
+            client_fin: fe.timeout_client_fin,
+            server_fin: be.timeout_server_fin,
+        };
+        for s in [&self.client.stream, &server.conn.stream] {
+            let _ = s.set_read_timeout(None);
+            let _ = s.set_write_timeout(None);
+        }
+        let abort = self.shard.abort.register();
+        let shard = Rc::clone(&self.shard);
+        let (_end, bytes) = relay::relay(
+            &mut self.client.stream,
+            &mut server.conn.stream,
+            forwarding,
+            timeouts,
+            &shard.relay_buffers,
+            &abort,
+        )
+        .await;
+        let c = &shard.counters;
+        c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
+        c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
+    }
+
+    /// Closes the client connection with FIN; with `linger`, first reads and discards
+    /// what the client still sends (bounded), so that it reads the last response before
+    /// the socket is closed.
+    async fn close_client(&mut self, linger: bool) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.client.stream);
+        let _ = crate::l4::splice::shutdown_write(fd);
+        if !linger {
+            return;
+        }
+        let start = Instant::now();
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            let left = LINGER_TIME.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            let _ = self.client.stream.set_read_timeout(Some(left));
+            self.client.consume(self.client.data().len());
+            match self.client.fill().await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    }
+}
+
+/// Closes a server connection with FIN (the proxy never resets a server on a normal
+/// path).
+fn close_server(server: ServerConn) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&server.conn.stream);
+    let _ = crate::l4::splice::shutdown_write(fd);
+}
