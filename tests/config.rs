@@ -920,3 +920,247 @@ retries = "3"
         "defaults.retries",
     );
 }
+
+// ---------------------------------------------------------------- http mode
+
+/// A valid http backend named "hb", appended after a test's own lines.
+const HTTP_BACKEND: &str = r#"
+[[backend]]
+name = "hb"
+mode = "http"
+
+[[backend.server]]
+name = "s1"
+address = "127.0.0.1:7000"
+"#;
+
+fn with_http_backend(text: &str) -> String {
+    format!("{text}{HTTP_BACKEND}")
+}
+
+#[test]
+fn http_defaults_and_inheritance() {
+    let c = accepted(&with_http_backend(
+        r#"[defaults]
+timeout_http_request = "3s"
+max_headers = 50
+
+[[frontend]]
+name = "a"
+bind = ["127.0.0.1:0"]
+mode = "http"
+backend = "hb"
+
+[[frontend]]
+name = "b"
+bind = ["127.0.0.1:0"]
+mode = "http"
+backend = "hb"
+timeout_http_request = "1s"
+timeout_http_keep_alive = "2s"
+max_keep_alive_requests = 0
+max_header_bytes = 4096
+max_request_line = 1024
+"#,
+    ));
+    let (a, b) = (&c.frontends[0].http, &c.frontends[1].http);
+    assert_eq!(c.frontends[0].mode, Mode::Http);
+    assert_eq!(a.timeout_http_request, Duration::from_secs(3));
+    assert_eq!(a.timeout_http_keep_alive, default::TIMEOUT_HTTP_KEEP_ALIVE);
+    assert_eq!(a.max_headers, 50);
+    assert_eq!(a.max_header_bytes, default::MAX_HEADER_BYTES);
+    assert_eq!(a.max_request_line, default::MAX_REQUEST_LINE);
+    assert_eq!(a.max_keep_alive_requests, default::MAX_KEEP_ALIVE_REQUESTS);
+    assert!(a.routes.is_empty() && a.forward_for.is_none());
+    assert_eq!(b.timeout_http_request, Duration::from_secs(1));
+    assert_eq!(b.timeout_http_keep_alive, Duration::from_secs(2));
+    assert_eq!(b.max_keep_alive_requests, 0);
+    assert_eq!(b.max_headers, 50);
+    assert_eq!(b.max_header_bytes, 4096);
+    assert_eq!(b.max_request_line, 1024);
+}
+
+#[test]
+fn http_limits_out_of_range() {
+    let head =
+        "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"hb\"\n";
+    for (line, key, value) in [
+        ("max_headers = 0", "frontend.max_headers", "0"),
+        ("max_headers = 1001", "frontend.max_headers", "1001"),
+        ("max_header_bytes = 100", "frontend.max_header_bytes", "100"),
+        (
+            "max_keep_alive_requests = -1",
+            "frontend.max_keep_alive_requests",
+            "-1",
+        ),
+        ("max_request_line = 10", "frontend.max_request_line", "10"),
+        (
+            "timeout_http_request = \"0s\"",
+            "frontend.timeout_http_request",
+            "",
+        ),
+        (
+            "timeout_http_keep_alive = \"5\"",
+            "frontend.timeout_http_keep_alive",
+            "",
+        ),
+    ] {
+        let text = with_http_backend(&format!("{head}{line}\n"));
+        let e = refused_at(&text, 6, key);
+        assert!(e.reason.contains(value), "{e}");
+    }
+    // the request line may not exceed the head
+    let text = with_http_backend(&format!(
+        "{head}max_header_bytes = 2048\nmax_request_line = 4096\n"
+    ));
+    refused_at(&text, 7, "frontend.max_request_line");
+    refused_at(
+        &with_http_backend("[defaults]\nmax_headers = 5000\n"),
+        2,
+        "defaults.max_headers",
+    );
+}
+
+#[test]
+fn routes_are_resolved_in_order() {
+    let c = accepted(&with_http_backend(
+        r#"[[frontend]]
+name = "a"
+bind = ["127.0.0.1:0"]
+mode = "http"
+
+[[frontend.route]]
+host = "API.Example.com"
+backend = "hb"
+
+[[frontend.route]]
+host = "*.static.test"
+path_prefix = "/img/"
+backend = "hb"
+"#,
+    ));
+    use ringproxy::config::HostPattern;
+    let f = &c.frontends[0];
+    assert_eq!(f.backend, None, "routes only: unmatched requests get 503");
+    assert_eq!(f.http.routes.len(), 2);
+    assert_eq!(
+        f.http.routes[0].host,
+        Some(HostPattern::Exact("api.example.com".into()))
+    );
+    let suffix = f.http.routes[1].host.as_ref().unwrap();
+    assert!(suffix.matches(b"a.static.test") && suffix.matches(b"a.b.static.test"));
+    assert!(!suffix.matches(b"static.test") && !suffix.matches(b"xstatic.test"));
+    assert_eq!(f.http.routes[1].path_prefix.as_deref(), Some("/img/"));
+}
+
+#[test]
+fn bad_routes_refused() {
+    let head = "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"hb\"\n\n[[frontend.route]]\n";
+    for (lines, line, key, reason) in [
+        (
+            "host = \"a:80\"\nbackend = \"hb\"\n",
+            8,
+            "frontend.route.host",
+            "not a host name",
+        ),
+        (
+            "host = \"a.*.b\"\nbackend = \"hb\"\n",
+            8,
+            "frontend.route.host",
+            "not a host name",
+        ),
+        (
+            "path_prefix = \"v2\"\nbackend = \"hb\"\n",
+            8,
+            "frontend.route.path_prefix",
+            "start with '/'",
+        ),
+        (
+            "host = \"a\"\nbackend = \"nope\"\n",
+            9,
+            "frontend.route.backend",
+            "no backend is named",
+        ),
+        (
+            "backend = \"hb\"\n",
+            8,
+            "frontend.route",
+            "needs host or path_prefix",
+        ),
+        (
+            "host = \"a\"\nbackend = \"hb\"\nweight = 1\n",
+            10,
+            "frontend.route.weight",
+            "unknown field",
+        ),
+    ] {
+        let e = refused_at(&with_http_backend(&format!("{head}{lines}")), line, key);
+        assert!(e.reason.contains(reason), "{e}");
+    }
+    // a route to a tcp backend
+    let text = format!(
+        "{head}host = \"a\"\nbackend = \"be\"\n{}",
+        with_http_backend(BACKEND)
+    );
+    let e = refused_at(&text, 9, "frontend.route.backend");
+    assert!(e.reason.contains("Tcp mode"), "{e}");
+    // no backend and no route
+    let e = refused_at(
+        &with_http_backend(
+            "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\n",
+        ),
+        2,
+        "frontend.backend",
+    );
+    assert!(e.reason.contains("names no backend"), "{e}");
+}
+
+#[test]
+fn routes_and_forward_for_need_http() {
+    let e = refused_at(
+        &with_backend(
+            "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n\n[[frontend.route]]\nhost = \"a\"\nbackend = \"be\"\n",
+        ),
+        8,
+        "frontend.route",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+    let e = refused_at(
+        &with_backend(
+            "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\nforward_for = { enabled = true }\n",
+        ),
+        5,
+        "frontend.forward_for",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+}
+
+#[test]
+fn forward_for_networks() {
+    let c = accepted(&with_http_backend(
+        r#"[[frontend]]
+name = "a"
+bind = ["127.0.0.1:0"]
+mode = "http"
+backend = "hb"
+forward_for = { enabled = true, except = ["10.0.0.0/8", "::1", "fd00::/8"] }
+"#,
+    ));
+    let ff = c.frontends[0].http.forward_for.as_ref().expect("enabled");
+    let has = |ip: &str| ff.except.iter().any(|n| n.contains(ip.parse().unwrap()));
+    assert!(has("10.1.2.3") && has("::1") && has("fd12::1") && has("::ffff:10.0.0.1"));
+    assert!(!has("11.0.0.1") && !has("127.0.0.1") && !has("::2"));
+
+    let c = accepted(&with_http_backend(
+        "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"hb\"\nforward_for = { enabled = false }\n",
+    ));
+    assert!(c.frontends[0].http.forward_for.is_none());
+
+    for bad in ["10.0.0.0/33", "10.0.0/8", "example.com"] {
+        let text = with_http_backend(&format!(
+            "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"hb\"\nforward_for = {{ except = [\"{bad}\"] }}\n"
+        ));
+        let e = refused_at(&text, 6, "frontend.forward_for.except");
+        assert!(e.reason.contains(bad), "{e}");
+    }
+}

@@ -354,9 +354,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits, out: &mut Request) -> Result<P
                 hosts += 1;
                 out.host = Some(field.value);
             }
-            Kind::Expect
-                if trim(field.value.get(buf)).eq_ignore_ascii_case(b"100-continue") =>
-            {
+            Kind::Expect if trim(field.value.get(buf)).eq_ignore_ascii_case(b"100-continue") => {
                 out.expect_continue = true;
             }
             Kind::Upgrade => upgrade_field = true,

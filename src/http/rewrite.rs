@@ -208,8 +208,9 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Writes one of the proxy's own error responses: a short plain-text body and
-/// `Connection: close` (the proxy closes the client connection after it).
-pub fn error_response(out: &mut Vec<u8>, status: u16, detail: &str) {
+/// `Connection: close` (the proxy closes the client connection after it). To a HEAD
+/// request (`head_request`), the same head without the body.
+pub fn error_response(out: &mut Vec<u8>, status: u16, detail: &str, head_request: bool) {
     let reason = reason(status);
     let body_len = 3 + 1 + reason.len() + 2 + detail.len() + 1;
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -221,6 +222,9 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, detail: &str) {
     );
     decimal(out, body_len as u64);
     out.extend_from_slice(b"\r\n\r\n");
+    if head_request {
+        return;
+    }
     decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
@@ -281,7 +285,7 @@ mod tests {
     #[test]
     fn error_body_length_is_exact() {
         let mut out = Vec::new();
-        error_response(&mut out, 503, "no server is available");
+        error_response(&mut out, 503, "no server is available", false);
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(
@@ -289,6 +293,9 @@ mod tests {
             "{text}"
         );
         assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        let mut head_only = Vec::new();
+        error_response(&mut head_only, 503, "no server is available", true);
+        assert_eq!(head_only, format!("{head}\r\n\r\n").as_bytes());
     }
 
     #[test]

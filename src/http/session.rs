@@ -227,7 +227,9 @@ impl Session {
         let c = &self.shard.counters;
         c.http_errors.set(c.http_errors.get() + 1);
         self.out.clear();
-        rewrite::error_response(&mut self.out, status, detail);
+        // The method is this request's once its head parsed (a new parse clears `len`).
+        let head_request = self.req.head.len > 0 && self.req.method == Method::Head;
+        rewrite::error_response(&mut self.out, status, detail, head_request);
         let _ = self.client.stream.write_all(&self.out).await;
         self.out.clear();
         End::Linger

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -259,4 +259,115 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(10));
     }
     cond()
+}
+
+/// A raw TCP origin that records every byte it receives, per connection, and answers as
+/// its handler says (one thread per connection). What the handler leaves unsaid is
+/// closed with FIN: after the handler returns, the write side is shut down and the
+/// connection drained (bounded by its read timeout), so closing never resets.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    finished: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Recorder {
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections done with: handler returned and the peer closed (or went silent).
+    pub fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// What each connection received so far, in accept order.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Every byte received on every connection, in accept order.
+    pub fn received_all(&self) -> Vec<u8> {
+        self.received().concat()
+    }
+}
+
+/// One connection of a [`Recorder`], as its handler sees it.
+pub struct RecordedConn {
+    pub stream: TcpStream,
+    /// Accept order of this connection (0 for the first).
+    pub index: usize,
+    /// Bytes received and not yet taken by the handler.
+    pub pending: Vec<u8>,
+    log: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl RecordedConn {
+    /// Waits for more bytes, records them and appends them to `pending`; `Ok(0)` at EOF.
+    pub fn fill(&mut self) -> io::Result<usize> {
+        let mut buf = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut buf)?;
+        self.log.lock().unwrap()[self.index].extend_from_slice(&buf[..n]);
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends FIN (the handler may go on reading).
+    pub fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+/// Starts a [`Recorder`] on `127.0.0.1:0` whose connections are served by `handler`.
+pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'static) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let log: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let handler = Arc::new(handler);
+    let (count, done, conns) = (
+        Arc::clone(&accepted),
+        Arc::clone(&finished),
+        Arc::clone(&log),
+    );
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(stream) = conn else { continue };
+            let index = {
+                let mut log = conns.lock().unwrap();
+                log.push(Vec::new());
+                log.len() - 1
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let (handler, log, done) =
+                (Arc::clone(&handler), Arc::clone(&conns), Arc::clone(&done));
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
+                stream.set_write_timeout(Some(IO_TIMEOUT)).ok();
+                let mut c = RecordedConn {
+                    stream,
+                    index,
+                    pending: Vec::new(),
+                    log,
+                };
+                handler(&mut c);
+                c.shutdown_write();
+                while matches!(c.fill(), Ok(n) if n > 0) {}
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Recorder {
+        addr,
+        accepted,
+        finished,
+        log,
+    }
 }

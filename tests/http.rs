@@ -1,0 +1,1751 @@
+//! http mode end to end: raw clients (std sockets writing exact bytes), the proxy
+//! in-process, and real origins: the built-in origin, or recording origins that keep every
+//! byte they receive, so what reaches the server is asserted byte for byte.
+
+mod common;
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringproxy::origin::{self, Origin, OriginOptions};
+use ringproxy::runtime::Running;
+
+// ---------------------------------------------------------------------------------------
+// HTTP on the wire, read strictly (test side).
+
+/// Something bytes arrive on: a client socket, an origin's connection, or a byte slice.
+trait Wire {
+    fn pending(&mut self) -> &mut Vec<u8>;
+    /// Reads more bytes into `pending`; `Ok(0)` at EOF.
+    fn fill(&mut self) -> io::Result<usize>;
+}
+
+impl Wire for RecordedConn {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
+    }
+    fn fill(&mut self) -> io::Result<usize> {
+        RecordedConn::fill(self)
+    }
+}
+
+/// Bytes already received (e.g. what an origin recorded), read as a wire that then ends.
+struct Bytes(Vec<u8>);
+
+impl Wire for Bytes {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+    fn fill(&mut self) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle).is_some()
+}
+
+fn eof(what: &str, pending: &[u8]) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("EOF {what}; pending {:?}", String::from_utf8_lossy(pending)),
+    )
+}
+
+/// The next head (start line to blank line), or `None` at a clean EOF.
+fn read_head(w: &mut impl Wire) -> io::Result<Option<String>> {
+    loop {
+        if let Some(i) = find(w.pending(), b"\r\n\r\n") {
+            let head: Vec<u8> = w.pending().drain(..i + 4).collect();
+            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
+        }
+        if w.fill()? == 0 {
+            if w.pending().is_empty() {
+                return Ok(None);
+            }
+            return Err(eof("inside a head", w.pending()));
+        }
+    }
+}
+
+fn take(w: &mut impl Wire, n: usize) -> io::Result<Vec<u8>> {
+    while w.pending().len() < n {
+        if w.fill()? == 0 {
+            return Err(eof(&format!("with {n} bytes expected"), w.pending()));
+        }
+    }
+    Ok(w.pending().drain(..n).collect())
+}
+
+/// One line, CRLF included.
+fn take_line(w: &mut impl Wire) -> io::Result<Vec<u8>> {
+    loop {
+        if let Some(i) = find(w.pending(), b"\r\n") {
+            return Ok(w.pending().drain(..i + 2).collect());
+        }
+        if w.fill()? == 0 {
+            return Err(eof("inside a line", w.pending()));
+        }
+    }
+}
+
+fn take_to_eof(w: &mut impl Wire) -> io::Result<Vec<u8>> {
+    while w.fill()? > 0 {}
+    Ok(std::mem::take(w.pending()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// Reads a body: (bytes as on the wire, payload).
+fn read_body(w: &mut impl Wire, framing: Framing) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    match framing {
+        Framing::None => Ok((Vec::new(), Vec::new())),
+        Framing::Length(n) => {
+            let b = take(w, n)?;
+            Ok((b.clone(), b))
+        }
+        Framing::UntilClose => {
+            let b = take_to_eof(w)?;
+            Ok((b.clone(), b))
+        }
+        Framing::Chunked => {
+            let (mut raw, mut payload) = (Vec::new(), Vec::new());
+            loop {
+                let line = take_line(w)?;
+                raw.extend_from_slice(&line);
+                let digits: String = line
+                    .iter()
+                    .take_while(|b| b.is_ascii_hexdigit())
+                    .map(|&b| b as char)
+                    .collect();
+                let size = usize::from_str_radix(&digits, 16).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad chunk line {:?}", String::from_utf8_lossy(&line)),
+                    )
+                })?;
+                if size == 0 {
+                    loop {
+                        let t = take_line(w)?;
+                        raw.extend_from_slice(&t);
+                        if t == b"\r\n" {
+                            return Ok((raw, payload));
+                        }
+                    }
+                }
+                let data = take(w, size + 2)?;
+                assert_eq!(&data[size..], b"\r\n", "chunk not ended by CRLF");
+                payload.extend_from_slice(&data[..size]);
+                raw.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+/// One message as it crossed the wire.
+#[derive(Debug)]
+struct Msg {
+    /// Start line, fields and the blank line, as received.
+    head: String,
+    /// Body bytes as received (chunk framing included).
+    body: Vec<u8>,
+    /// The body decoded.
+    payload: Vec<u8>,
+}
+
+impl Msg {
+    fn start_line(&self) -> &str {
+        self.head.split("\r\n").next().unwrap_or("")
+    }
+
+    fn status(&self) -> u16 {
+        self.start_line()
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not a status line: {:?}", self.head))
+    }
+
+    fn fields(&self) -> Vec<(&str, &str)> {
+        self.head
+            .split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap_or((l, ""));
+                (n, v.trim())
+            })
+            .collect()
+    }
+
+    /// The first field called `name` (any case).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.fields()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.fields()
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    fn raw(&self) -> Vec<u8> {
+        [self.head.as_bytes(), &self.body].concat()
+    }
+
+    fn payload_str(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// The next request (head and body as its framing says), or `None` at a clean EOF.
+fn read_request(w: &mut impl Wire) -> io::Result<Option<Msg>> {
+    let Some(head) = read_head(w)? else {
+        return Ok(None);
+    };
+    let mut m = Msg {
+        head,
+        body: Vec::new(),
+        payload: Vec::new(),
+    };
+    let framing = if m
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        Framing::Chunked
+    } else if let Some(n) = m.header("Content-Length") {
+        Framing::Length(n.parse().expect("numeric Content-Length"))
+    } else {
+        Framing::None
+    };
+    (m.body, m.payload) = read_body(w, framing)?;
+    Ok(Some(m))
+}
+
+/// The next response; `head_request`: it answers a HEAD (no body whatever it says).
+fn read_response(w: &mut impl Wire, head_request: bool) -> io::Result<Msg> {
+    let Some(head) = read_head(w)? else {
+        return Err(eof("before a response", &[]));
+    };
+    let mut m = Msg {
+        head,
+        body: Vec::new(),
+        payload: Vec::new(),
+    };
+    let status = m.status();
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
+    {
+        Framing::None
+    } else if m
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        Framing::Chunked
+    } else if let Some(n) = m.header("Content-Length") {
+        Framing::Length(n.parse().expect("numeric Content-Length"))
+    } else {
+        Framing::UntilClose
+    };
+    (m.body, m.payload) = read_body(w, framing)?;
+    Ok(m)
+}
+
+/// Every request in `bytes` (what an origin connection received).
+fn requests_in(bytes: &[u8]) -> Vec<Msg> {
+    let mut w = Bytes(bytes.to_vec());
+    let mut out = Vec::new();
+    while let Some(m) = read_request(&mut w).expect("well-framed requests") {
+        out.push(m);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients, origins, proxies.
+
+/// A raw client connection.
+struct Client {
+    stream: std::net::TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Wire for Client {
+    fn pending(&mut self) -> &mut Vec<u8> {
+        &mut self.pending
+    }
+    fn fill(&mut self) -> io::Result<usize> {
+        let mut buf = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut buf)?;
+        self.pending.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Client {
+        Client {
+            stream: connect(addr),
+            pending: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).expect("send");
+    }
+
+    fn response(&mut self) -> Msg {
+        read_response(self, false).unwrap_or_else(|e| panic!("no response: {e}"))
+    }
+
+    fn head_response(&mut self) -> Msg {
+        read_response(self, true).unwrap_or_else(|e| panic!("no response: {e}"))
+    }
+
+    fn exchange(&mut self, request: impl AsRef<[u8]>) -> Msg {
+        self.send(request);
+        self.response()
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        take(self, n).unwrap_or_else(|e| panic!("{n} bytes: {e}"))
+    }
+
+    /// Asserts that nothing more arrives and the proxy closed with FIN; then closes too
+    /// (so that a lingering close on the proxy's side ends at once).
+    fn assert_eof(mut self) {
+        assert!(
+            self.pending.is_empty(),
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&self.pending)
+        );
+        match self.fill() {
+            Ok(0) => {}
+            Ok(_) => panic!(
+                "expected EOF, got {:?}",
+                String::from_utf8_lossy(&self.pending)
+            ),
+            Err(e) => panic!("expected EOF, got {e}"),
+        }
+    }
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A recording origin that answers each request with `answer(request, connection index)`,
+/// and closes after a response that says `Connection: close`.
+fn http_origin(answer: impl Fn(&Msg, usize) -> Vec<u8> + Send + Sync + 'static) -> Recorder {
+    recording_server(move |c| {
+        while let Ok(Some(req)) = read_request(c) {
+            let resp = answer(&req, c.index);
+            if c.write_all(&resp).is_err() || contains(&resp, b"Connection: close") {
+                return;
+            }
+        }
+    })
+}
+
+/// An origin answering every request with `200` and the request's path as body.
+fn path_origin() -> Recorder {
+    http_origin(|req, _| ok(req.start_line().split(' ').nth(1).unwrap_or("")))
+}
+
+/// The built-in origin, stopped when dropped.
+struct BuiltIn(Option<Origin>);
+
+impl BuiltIn {
+    fn start() -> BuiltIn {
+        let o = origin::start(&OriginOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            body_bytes: None,
+            shards: 1,
+        })
+        .expect("origin starts");
+        BuiltIn(Some(o))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.0.as_ref().expect("running").addr()
+    }
+
+    fn accepted(&self) -> u64 {
+        self.0.as_ref().expect("running").accepted()
+    }
+}
+
+impl Drop for BuiltIn {
+    fn drop(&mut self) {
+        if let Some(o) = self.0.take() {
+            o.stop();
+            o.wait();
+        }
+    }
+}
+
+/// What the built-in origin sends for `GET /bytes/n`: 64 KiB blocks of a-z.
+fn origin_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + ((i % 65536) % 26) as u8).collect()
+}
+
+const GLOBAL: &str = "[global]\nshards = 1\npin = false\ngrace = \"2s\"\n";
+
+fn servers_toml(servers: &[SocketAddr]) -> String {
+    servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("\n[[backend.server]]\nname = \"s{i}\"\naddress = \"{s}\"\n"))
+        .collect()
+}
+
+/// A one-frontend, one-backend http proxy over `servers`, with extra frontend and
+/// `[defaults]` lines, on one shard.
+fn http_proxy(servers: &[SocketAddr], frontend: &str, defaults: &str) -> (Running, SocketAddr) {
+    http_proxy_on(1, servers, frontend, defaults)
+}
+
+fn http_proxy_on(
+    shards: usize,
+    servers: &[SocketAddr],
+    frontend: &str,
+    defaults: &str,
+) -> (Running, SocketAddr) {
+    let global = GLOBAL.replace("shards = 1", &format!("shards = {shards}"));
+    let toml = format!(
+        "{global}\n[defaults]\n{defaults}\n\n\
+         [[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\n{frontend}\n\n\
+         [[backend]]\nname = \"b\"\nmode = \"http\"\n{}",
+        servers_toml(servers)
+    );
+    let running = proxy(&toml);
+    let addr = running.frontend_addrs(0)[0];
+    (running, addr)
+}
+
+/// Checks one of the proxy's own error responses.
+fn assert_proxy_error(r: &Msg, status: u16) {
+    assert_eq!(r.status(), status, "{:?}", r.head);
+    assert!(
+        r.start_line().starts_with(&format!("HTTP/1.1 {status} ")),
+        "{:?}",
+        r.head
+    );
+    assert_eq!(r.header("Connection"), Some("close"), "{:?}", r.head);
+    assert_eq!(r.count("Content-Length"), 1, "{:?}", r.head);
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    assert!(
+        r.body.starts_with(status.to_string().as_bytes()) && r.body.len() < 200,
+        "{:?}",
+        r.payload_str()
+    );
+}
+
+/// Waits until every connection the origin accepted is over (so what it received is final).
+fn settle(origin: &Recorder) {
+    assert!(
+        eventually(IO_TIMEOUT, || origin.finished() == origin.accepted()),
+        "origin connections still open: {} of {}",
+        origin.accepted() - origin.finished(),
+        origin.accepted()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// ab (skipped when it is not installed).
+
+fn ab_available() -> bool {
+    Command::new("ab")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn ab(args: &[&str], addr: SocketAddr) -> String {
+    let out = Command::new("ab")
+        .args(args)
+        // A short socket timeout: a connection left hanging fails the run quickly.
+        .args(["-s", "3", &format!("http://{addr}/")])
+        .output()
+        .expect("ab runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ab failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn ab_number(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {label:?} in ab's report:\n{report}"))
+}
+
+#[test]
+fn ab_keep_alive_uses_one_connection() {
+    if !ab_available() {
+        eprintln!("skipped: ab (apache2-utils) is not installed");
+        return;
+    }
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let report = ab(&["-k", "-n", "1000", "-c", "1"], addr);
+    assert_eq!(ab_number(&report, "Complete requests:"), 1000, "{report}");
+    assert_eq!(ab_number(&report, "Failed requests:"), 0, "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    // Every response but the last (max_keep_alive_requests = 1000 says close on it)
+    // kept the one connection open.
+    assert!(
+        ab_number(&report, "Keep-Alive requests:") >= 999,
+        "{report}"
+    );
+    // The server side was kept too: one connection served all of them.
+    assert_eq!(origin.accepted(), 1);
+    proxy.shutdown();
+}
+
+#[test]
+fn ab_without_keep_alive() {
+    if !ab_available() {
+        eprintln!("skipped: ab (apache2-utils) is not installed");
+        return;
+    }
+    let origin = BuiltIn::start();
+    // Two shards: the kernel spreads the connections over both.
+    let (proxy, addr) = http_proxy_on(2, &[origin.addr()], "", "");
+    let report = ab(&["-n", "200", "-c", "4"], addr);
+    assert_eq!(ab_number(&report, "Complete requests:"), 200, "{report}");
+    assert_eq!(ab_number(&report, "Failed requests:"), 0, "{report}");
+    assert!(!report.contains("Non-2xx"), "{report}");
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Client keep-alive.
+
+#[test]
+fn http10_keep_alive_is_echoed_and_kept() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let mut c = Client::new(addr);
+    for _ in 0..2 {
+        let r = c.exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(r.start_line(), "HTTP/1.1 200 OK");
+        assert_eq!(r.header("Connection"), Some("keep-alive"), "{:?}", r.head);
+        assert_eq!(r.payload, b"Hello, world!");
+    }
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn http10_without_keep_alive_is_closed_after_the_response() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("Connection"), None, "{:?}", r.head);
+    assert_eq!(r.header("Content-Length"), Some("13"));
+    assert_eq!(r.payload, b"Hello, world!");
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+#[test]
+fn http11_is_persistent_by_default() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let mut c = Client::new(addr);
+    for _ in 0..2 {
+        let r = c.exchange(get("/"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.header("Connection"), None, "{:?}", r.head);
+        assert_eq!(r.payload, b"Hello, world!");
+    }
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn http11_close_is_answered_with_close_then_eof() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.header("Connection"), Some("close"), "{:?}", r.head);
+    assert_eq!(r.payload, b"Hello, world!");
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+#[test]
+fn client_close_is_not_passed_to_the_server() {
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    for i in 0..3 {
+        let mut c = Client::new(addr);
+        let r = c.exchange(format!(
+            "GET /{i} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(r.payload_str(), format!("/{i}"));
+        assert_eq!(r.header("Connection"), Some("close"));
+        c.assert_eof();
+    }
+    // An HTTP/1.0 client that wants no keep-alive: the server is still asked for it.
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET /old HTTP/1.0\r\n\r\n");
+    assert_eq!(r.payload_str(), "/old");
+    c.assert_eof();
+
+    let all = origin.received_all();
+    let requests = requests_in(&all);
+    assert_eq!(requests.len(), 4);
+    for (i, req) in requests[..3].iter().enumerate() {
+        assert_eq!(
+            req.head,
+            format!("GET /{i} HTTP/1.1\r\nHost: test\r\n\r\n"),
+            "the server must not be told to close"
+        );
+    }
+    assert_eq!(
+        requests[3].head,
+        "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    );
+    proxy.shutdown();
+}
+
+#[test]
+fn max_keep_alive_requests_closes_after_the_last() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "max_keep_alive_requests = 3", "");
+    let mut c = Client::new(addr);
+    for i in 1..=3 {
+        let r = c.exchange(get("/"));
+        assert_eq!(r.status(), 200);
+        let want = (i == 3).then_some("close");
+        assert_eq!(r.header("Connection"), want, "response {i}: {:?}", r.head);
+    }
+    c.assert_eof();
+    // HTTP/1.0: the last response no longer says keep-alive.
+    let mut c = Client::new(addr);
+    for i in 1..=3 {
+        let r = c.exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let want = (i < 3).then_some("keep-alive");
+        assert_eq!(r.header("Connection"), want, "response {i}: {:?}", r.head);
+    }
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing.
+
+#[test]
+fn chunked_request_passes_through_byte_exact() {
+    let origin = http_origin(|req, _| ok(&format!("got {}", req.payload_str())));
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    let body = b"5;name=value\r\nhello\r\n6 ; x=\"q\"\r\n world\r\n0\r\nX-Trailer: t\r\nX-Other: 2\r\n\r\n";
+    c.send(b"POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nX-After: 1\r\n\r\n");
+    c.send(&body[..9]);
+    c.send(&body[9..]);
+    let r = c.response();
+    assert_eq!(r.payload_str(), "got hello world");
+    // And the connection goes on.
+    let r = c.exchange(get("/next"));
+    assert_eq!(r.status(), 200);
+
+    let received = origin.received_all();
+    let mut want =
+        b"POST /up HTTP/1.1\r\nHost: test\r\nX-After: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    want.extend_from_slice(body);
+    want.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&received),
+        String::from_utf8_lossy(&want)
+    );
+    drop(c);
+    proxy.shutdown();
+}
+
+const CHUNKED_BODY: &[u8] = b"4;e=1\r\nWiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n";
+
+/// An origin whose every response is chunked (HEAD: the head only).
+fn chunked_origin() -> Recorder {
+    http_origin(|req, _| {
+        let mut r =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        if !req.start_line().starts_with("HEAD ") {
+            r.extend_from_slice(CHUNKED_BODY);
+        }
+        r
+    })
+}
+
+#[test]
+fn chunked_response_passes_through_to_http11() {
+    let origin = chunked_origin();
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    for _ in 0..2 {
+        let r = c.exchange(get("/"));
+        assert_eq!(
+            r.head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(r.body, CHUNKED_BODY);
+    }
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn chunked_response_to_http10_is_decoded_then_closed() {
+    let origin = chunked_origin();
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    for request in [
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ] {
+        let mut c = Client::new(addr);
+        c.send(request);
+        let head = read_head(&mut c).unwrap().expect("a response head");
+        assert_eq!(
+            head, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+            "{request:?}"
+        );
+        // Delimited by the close.
+        assert_eq!(take_to_eof(&mut c).unwrap(), b"Wikipedia", "{request:?}");
+    }
+    proxy.shutdown();
+}
+
+#[test]
+fn head_and_304_describe_a_body_they_do_not_have() {
+    let origin = http_origin(|req, _| {
+        if req.start_line().starts_with("HEAD ") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec()
+        } else if req.start_line().contains("/cached") {
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n".to_vec()
+        } else {
+            let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            r.extend_from_slice(CHUNKED_BODY);
+            r
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send("HEAD / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let r = c.head_response();
+    assert_eq!(
+        r.head,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    // No body followed: the next response starts right after the head.
+    let r = c.exchange(get("/"));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body, CHUNKED_BODY);
+    let r = c.exchange(get("/cached"));
+    assert_eq!(
+        r.head,
+        "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 100\r\n\r\n"
+    );
+    let r = c.exchange(get("/"));
+    assert_eq!(r.payload, b"Wikipedia");
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn close_delimited_response_is_rechunked_for_a_kept_client() {
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = body.clone();
+    // HTTP/1.0-style: no length, the end is the close.
+    let origin = recording_server(move |c| {
+        if let Ok(Some(_)) = read_request(c) {
+            let mut r =
+                b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+            r.extend_from_slice(&sent);
+            let _ = c.write_all(&r);
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    for i in 0..2 {
+        let r = c.exchange(get("/"));
+        // Whatever the server spoke, the proxy speaks HTTP/1.1.
+        assert_eq!(r.start_line(), "HTTP/1.1 200 OK");
+        assert_eq!(
+            r.header("Transfer-Encoding"),
+            Some("chunked"),
+            "{i}: {:?}",
+            r.head
+        );
+        assert_eq!(r.header("Content-Length"), None);
+        assert_eq!(r.header("Connection"), None, "{i}: {:?}", r.head);
+        assert!(
+            r.payload == body,
+            "{i}: payload differs ({} bytes)",
+            r.payload.len()
+        );
+    }
+    // Each response used up its server connection.
+    assert_eq!(origin.accepted(), 2);
+    // To an HTTP/1.0 client the body stays close-delimited.
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(r.header("Connection"), None, "{:?}", r.head);
+    assert_eq!(r.header("Transfer-Encoding"), None, "{:?}", r.head);
+    assert!(r.payload == body);
+    proxy.shutdown();
+}
+
+#[test]
+fn request_head_is_rewritten_with_one_length() {
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    // Bare LF line ends and a repeated (equal) length.
+    c.send("POST /p HTTP/1.1\nHost: test\nContent-Length: 5, 5\nContent-Length: 5\n\nhello");
+    assert_eq!(c.response().payload_str(), "/p");
+    assert_eq!(
+        String::from_utf8_lossy(&origin.received_all()),
+        "POST /p HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"
+    );
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn expect_100_continue_reaches_the_client_before_the_body() {
+    let origin = recording_server(|c| {
+        let Ok(Some(head)) = read_head(c) else { return };
+        assert!(head.contains("Expect: 100-continue"), "{head:?}");
+        c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let Ok(body) = take(c, 5) else { return };
+        let _ = c.write_all(&ok(&format!("got {}", String::from_utf8_lossy(&body))));
+        // Keep serving (the second request).
+        while let Ok(Some(_)) = read_request(c) {
+            let _ = c.write_all(&ok("again"));
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send("POST /e HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    // The body is not sent until the interim response arrives (within the limit).
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let interim = c.response();
+    assert_eq!(interim.head, "HTTP/1.1 100 Continue\r\n\r\n");
+    c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.send("hello");
+    let r = c.response();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.payload_str(), "got hello");
+    assert_eq!(c.exchange(get("/")).payload_str(), "again");
+    assert_eq!(
+        String::from_utf8_lossy(&origin.received_all()),
+        "POST /e HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
+         GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+    );
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let sizes = [1usize, 100, 7, 70_000, 3, 20_000, 0, 5, 131_072, 9];
+    let batch: String = sizes.iter().map(|n| get(&format!("/bytes/{n}"))).collect();
+    let mut c = Client::new(addr);
+    c.send(batch);
+    for (i, &n) in sizes.iter().enumerate() {
+        let r = c.response();
+        assert_eq!(r.status(), 200, "response {i}");
+        assert_eq!(
+            r.header("Content-Length"),
+            Some(n.to_string().as_str()),
+            "response {i}"
+        );
+        assert!(r.payload == origin_bytes(n), "response {i}: body differs");
+    }
+    // Still open.
+    assert_eq!(c.exchange(get("/")).payload, b"Hello, world!");
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn large_bodies_with_and_without_splice() {
+    const LEN: usize = 5_000_000;
+    let origin = BuiltIn::start();
+    let want = origin_bytes(LEN);
+    for splice in [true, false] {
+        let (proxy, addr) = http_proxy(&[origin.addr()], "", &format!("splice = {splice}"));
+        let mut c = Client::new(addr);
+        let r = c.exchange(get(&format!("/bytes/{LEN}")));
+        assert_eq!(r.status(), 200, "splice = {splice}");
+        assert_eq!(r.payload.len(), LEN, "splice = {splice}");
+        assert!(r.payload == want, "splice = {splice}: body differs");
+        // A large upload (the origin discards it) on the same connection.
+        c.send(format!(
+            "POST /bytes/3 HTTP/1.1\r\nHost: test\r\nContent-Length: {LEN}\r\n\r\n"
+        ));
+        send_stream(&mut c.stream, 7, LEN).unwrap();
+        let r = c.response();
+        assert_eq!(r.payload, b"abc", "splice = {splice}");
+        let r = c.exchange(get("/bytes/10"));
+        assert_eq!(r.payload, b"abcdefghij", "splice = {splice}");
+        drop(c);
+        proxy.shutdown();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Upgrade.
+
+#[test]
+fn upgrade_becomes_a_tunnel() {
+    let origin = recording_server(|c| {
+        let Ok(Some(_)) = read_request(c) else { return };
+        c.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello-from-origin",
+        )
+        .unwrap();
+        // Echo until the client's FIN comes through.
+        let mut echoed = c.pending.len();
+        let first: Vec<u8> = c.pending.clone();
+        if c.write_all(&first).is_err() {
+            return;
+        }
+        loop {
+            match c.fill() {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let fresh = c.pending[echoed..].to_vec();
+                    echoed = c.pending.len();
+                    if c.write_all(&fresh).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send("GET /chat HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n");
+    let head = read_head(&mut c).unwrap().expect("101");
+    assert_eq!(
+        head,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+    );
+    assert_eq!(c.bytes(17), b"hello-from-origin");
+    let mut sent = Vec::new();
+    for round in 0..4u8 {
+        let data: Vec<u8> = (0..=255u8).map(|b| b.wrapping_add(round)).collect();
+        c.send(&data);
+        assert_eq!(c.bytes(data.len()), data, "round {round}");
+        sent.extend_from_slice(&data);
+    }
+    c.stream.shutdown(Shutdown::Write).unwrap();
+    c.assert_eof();
+    settle(&origin);
+    let mut want = b"GET /chat HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nConnection: upgrade\r\n\r\n".to_vec();
+    want.extend_from_slice(&sent);
+    assert_eq!(origin.received_all(), want);
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals.
+
+#[test]
+fn smuggling_attempts_are_refused_before_any_server() {
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let cases: &[(&str, &str, u16)] = &[
+        (
+            "CL and TE",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "two lengths",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            400,
+        ),
+        (
+            "two lengths in a list",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6, 5\r\n\r\nhello!",
+            400,
+        ),
+        (
+            "signed length",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello",
+            400,
+        ),
+        (
+            "chunked, identity",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "chunked twice",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "gzip, chunked",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            501,
+        ),
+        (
+            "TE in HTTP/1.0",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "obs-fold",
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+            400,
+        ),
+        (
+            "space before colon",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\nhello",
+            400,
+        ),
+        (
+            "control character in a value",
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Bad: a\x01b\r\n\r\n",
+            400,
+        ),
+        ("no Host", "GET / HTTP/1.1\r\n\r\n", 400),
+        (
+            "two Hosts",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            400,
+        ),
+        ("CONNECT", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
+        ("HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ];
+    for (name, request, status) in cases {
+        let mut c = Client::new(addr);
+        c.send(request);
+        let r = read_response(&mut c, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status(), *status, "{name}: {:?}", r.head);
+        assert_proxy_error(&r, *status);
+        c.assert_eof();
+    }
+    // A good request afterwards: had any refused one reached the origin, its connection
+    // would have been accepted first.
+    let mut c = Client::new(addr);
+    assert_eq!(c.exchange(get("/sentinel")).payload_str(), "/sentinel");
+    assert_eq!(origin.accepted(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&origin.received()[0]),
+        "GET /sentinel HTTP/1.1\r\nHost: test\r\n\r\n"
+    );
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn invalid_chunked_body_is_refused_and_never_forwarded() {
+    // The origin only reads: the session must end with the proxy's 400.
+    let origin = recording_server(|c| while matches!(c.fill(), Ok(n) if n > 0) {});
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let head = "POST /c HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let forwarded_head = "POST /c HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // (valid part, bad part)
+    let cases: &[(&str, &str)] = &[
+        ("", "zz\r\nhello\r\n0\r\n\r\n"),
+        ("5\r\nhello\r\n", "zz\r\n0\r\n\r\n"),
+        ("5\r\nhello\r\n", "-1\r\nx\r\n0\r\n\r\n"),
+        ("", "5\nhello\r\n0\r\n\r\n"),
+        ("", "5\r\nhelloXX\r\n0\r\n\r\n"),
+        ("3\r\nabc\r\n", "0\r\nX-T: 1\n\r\n"),
+    ];
+    for (i, (good, bad)) in cases.iter().enumerate() {
+        // Two writes: the head and the valid chunks may well leave before the bad line.
+        let mut c = Client::new(addr);
+        c.send(format!("{head}{good}"));
+        c.send(bad);
+        let r = c.response();
+        assert_proxy_error(&r, 400);
+        c.assert_eof();
+        settle(&origin);
+        let received = origin.received();
+        // The origin got at most the head and the valid chunks: never the bad line.
+        let allowed = format!("{forwarded_head}{good}");
+        for conn in &received {
+            assert!(
+                allowed.as_bytes().starts_with(conn),
+                "case {i}: the origin received {:?}",
+                String::from_utf8_lossy(conn)
+            );
+        }
+    }
+    proxy.shutdown();
+}
+
+#[test]
+fn limits_are_enforced() {
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(
+        &[origin.addr],
+        "max_headers = 10\nmax_header_bytes = 2048\nmax_request_line = 256",
+        "",
+    );
+    let fields = |n: usize| -> String { (0..n).map(|i| format!("X-F{i}: v\r\n")).collect() };
+    let refused: Vec<(&str, String, u16)> = vec![
+        (
+            "11 fields",
+            format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", fields(10)),
+            431,
+        ),
+        (
+            "head of 3000 bytes",
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+                "v".repeat(3000)
+            ),
+            431,
+        ),
+        (
+            "unfinished head of 3000 bytes",
+            format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}", "v".repeat(3000)),
+            431,
+        ),
+        (
+            "request line of 300 bytes",
+            format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "p".repeat(286)),
+            414,
+        ),
+        (
+            "unfinished request line of 300 bytes",
+            format!("GET /{}", "p".repeat(296)),
+            414,
+        ),
+    ];
+    for (name, request, status) in &refused {
+        let mut c = Client::new(addr);
+        c.send(request);
+        let r = read_response(&mut c, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status(), *status, "{name}: {:?}", r.head);
+        assert_proxy_error(&r, *status);
+        c.assert_eof();
+    }
+    // Within the limits, on one connection.
+    let mut c = Client::new(addr);
+    let within = [
+        format!("GET /ten HTTP/1.1\r\nHost: a\r\n{}\r\n", fields(9)),
+        format!(
+            "GET /big HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "v".repeat(1900)
+        ),
+        format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "p".repeat(200)),
+    ];
+    for request in &within {
+        let r = c.exchange(request);
+        assert_eq!(r.status(), 200, "{:?}", &request[..40]);
+    }
+    assert_eq!(origin.accepted(), 1, "a refused request reached the origin");
+    assert!(origin.received()[0].starts_with(b"GET /ten "));
+    drop(c);
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Timeouts.
+
+#[test]
+fn partial_head_gets_408_after_timeout_http_request() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "timeout_http_request = \"300ms\"", "");
+    let start = Instant::now();
+    let mut c = Client::new(addr);
+    c.send("GET / HTTP/1.1\r\nHost: test\r\n");
+    let r = c.response();
+    let waited = start.elapsed();
+    assert_proxy_error(&r, 408);
+    c.assert_eof();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // A connection that sends nothing at all is closed without a word.
+    let start = Instant::now();
+    let c = Client::new(addr);
+    c.assert_eof();
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(origin.accepted(), 0);
+    proxy.shutdown();
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_silently() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "timeout_http_keep_alive = \"300ms\"", "");
+    let mut c = Client::new(addr);
+    assert_eq!(c.exchange(get("/")).status(), 200);
+    let start = Instant::now();
+    c.assert_eof();
+    let idle = start.elapsed();
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing and forwarded headers.
+
+#[test]
+fn routes_pick_backends_by_host_and_path() {
+    // Each origin answers with its name.
+    let named = |name: &'static str| http_origin(move |_, _| ok(name));
+    let (a, b, c_, d) = (named("A"), named("B"), named("C"), named("D"));
+    let toml = format!(
+        "{GLOBAL}\n\
+         [[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"d\"\n\
+         [[frontend.route]]\nhost = \"api.example.com\"\nbackend = \"a\"\n\
+         [[frontend.route]]\nhost = \"*.static.test\"\nbackend = \"b\"\n\
+         [[frontend.route]]\npath_prefix = \"/v2/\"\nbackend = \"c\"\n\n\
+         [[frontend]]\nname = \"routes-only\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
+         [[frontend.route]]\nhost = \"api.example.com\"\nbackend = \"a\"\n\n\
+         [[backend]]\nname = \"a\"\nmode = \"http\"\n{}\n\
+         [[backend]]\nname = \"b\"\nmode = \"http\"\n{}\n\
+         [[backend]]\nname = \"c\"\nmode = \"http\"\n{}\n\
+         [[backend]]\nname = \"d\"\nmode = \"http\"\n{}\n",
+        servers_toml(&[a.addr]),
+        servers_toml(&[b.addr]),
+        servers_toml(&[c_.addr]),
+        servers_toml(&[d.addr]),
+    );
+    let proxy = proxy(&toml);
+    let addr = proxy.frontend_addrs(0)[0];
+    let cases = [
+        ("/", "API.Example.com:8080", "A"),
+        ("/", "x.y.static.test", "B"),
+        ("/", "Deep.X.Static.Test:80", "B"),
+        ("/", "static.test", "D"),
+        ("/", "notstatic.test", "D"),
+        ("/v2/x", "static.test", "C"),
+        ("/v2/x", "other", "C"),
+        ("/v2", "other", "D"),
+        ("/v2/x", "api.example.com", "A"),
+        ("http://other/v2/abs", "other", "C"),
+        ("/x", "other", "D"),
+        ("/", "api.example.com", "A"),
+    ];
+    // All on one client connection: the server side follows the route.
+    let mut c = Client::new(addr);
+    for (path, host, want) in cases {
+        let r = c.exchange(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert_eq!(r.payload_str(), want, "{host} {path}");
+    }
+    drop(c);
+    // A frontend with routes only: a request no route takes gets 503.
+    let addr = proxy.frontend_addrs(1)[0];
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+    assert_eq!(r.payload_str(), "A");
+    let r = c.exchange("GET / HTTP/1.1\r\nHost: elsewhere\r\n\r\n");
+    assert_proxy_error(&r, 503);
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+#[test]
+fn forward_for_appends_the_client_address() {
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(
+        &[origin.addr],
+        "forward_for = { enabled = true, except = [\"10.0.0.0/8\"] }",
+        "",
+    );
+    let mut c = Client::new(addr);
+    for request in [
+        "GET /1 HTTP/1.1\r\nHost: test\r\n\r\n",
+        "GET /2 HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n\r\n",
+        "GET /3 HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\r\nHost: test\r\nX-Forwarded-For: 5.6.7.8 \r\n\r\n",
+    ] {
+        assert_eq!(c.exchange(request).status(), 200);
+    }
+    drop(c);
+    settle(&origin);
+    assert_eq!(
+        String::from_utf8_lossy(&origin.received_all()),
+        "GET /1 HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n\
+         GET /2 HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 1.2.3.4, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n\
+         GET /3 HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 1.2.3.4, 5.6.7.8, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+    );
+    proxy.shutdown();
+
+    // A client in an `except` network gets no entry; its own is passed unchanged.
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(
+        &[origin.addr],
+        "forward_for = { enabled = true, except = [\"127.0.0.0/8\"] }",
+        "",
+    );
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET /4 HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n");
+    assert_eq!(r.status(), 200);
+    let requests = requests_in(&origin.received_all());
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].header("X-Forwarded-For"), Some("1.2.3.4"));
+    assert_eq!(requests[0].count("X-Forwarded-For"), 1);
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn hop_by_hop_fields_are_dropped_both_ways() {
+    let origin = http_origin(|_, _| {
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: x-resp, keep-alive\r\nX-Resp: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nUpgrade: foo\r\nX-B: 2\r\nContent-Length: 2\r\n\r\nok"
+            .to_vec()
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    let r = c.exchange(
+        "GET /h HTTP/1.1\r\nHost: test\r\nX-First: 1\r\nConnection: x-secret, keep-alive\r\nX-Secret: 1\r\n\
+         Keep-Alive: 300\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nTrailer: X\r\nUpgrade: h2c\r\nX-Last: 2\r\n\r\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.raw()),
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 2\r\n\r\nok"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&origin.received_all()),
+        "GET /h HTTP/1.1\r\nHost: test\r\nX-First: 1\r\nX-Last: 2\r\n\r\n"
+    );
+    drop(c);
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// Server failures and server-side keep-alive.
+
+#[test]
+fn unreachable_server_is_503() {
+    let (proxy, addr) = http_proxy(&[refused_addr()], "", "");
+    let mut c = Client::new(addr);
+    let r = c.exchange(get("/"));
+    assert_proxy_error(&r, 503);
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+type Handler = Box<dyn Fn(&mut RecordedConn) + Send + Sync>;
+
+/// An origin handler that reads one request and answers `bytes`, then closes.
+fn answers(bytes: Vec<u8>) -> Handler {
+    Box::new(move |c| {
+        if let Ok(Some(_)) = read_request(c) {
+            let _ = c.write_all(&bytes);
+        }
+    })
+}
+
+#[test]
+fn broken_server_responses_are_502() {
+    let huge = format!("HTTP/1.1 200 OK\r\nX-Huge: {}\r\n\r\n", "h".repeat(40_000));
+    let cases: Vec<(&str, Handler)> = vec![
+        ("closes without answering", Box::new(|_| {})),
+        ("not HTTP", answers(b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec())),
+        (
+            "half a head, then close",
+            answers(b"HTTP/1.1 200 OK\r\nContent-".to_vec()),
+        ),
+        ("head larger than the buffer", answers(huge.into_bytes())),
+        (
+            "invalid length",
+            answers(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n".to_vec()),
+        ),
+        (
+            "101 to a request that asked no upgrade",
+            answers(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+                    .to_vec(),
+            ),
+        ),
+    ];
+    for (name, handler) in cases {
+        let origin = recording_server(handler);
+        let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+        let mut c = Client::new(addr);
+        c.send(get("/"));
+        let r = read_response(&mut c, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status(), 502, "{name}: {:?}", r.head);
+        assert_proxy_error(&r, 502);
+        c.assert_eof();
+        proxy.shutdown();
+    }
+}
+
+#[test]
+fn silent_server_is_504_after_timeout_server() {
+    // Reads the request and never answers (until the proxy gives up and closes).
+    let origin = recording_server(|c| while matches!(c.fill(), Ok(n) if n > 0) {});
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "timeout_server = \"300ms\"");
+    let mut c = Client::new(addr);
+    let start = Instant::now();
+    let r = c.exchange(get("/"));
+    let waited = start.elapsed();
+    assert_proxy_error(&r, 504);
+    c.assert_eof();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    proxy.shutdown();
+}
+
+#[test]
+fn server_close_does_not_close_the_client() {
+    let origin = http_origin(|req, i| {
+        let body = format!(
+            "{} on {i}",
+            req.start_line().split(' ').nth(1).unwrap_or("")
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    for i in 0..3 {
+        let r = c.exchange(get(&format!("/{i}")));
+        assert_eq!(r.payload_str(), format!("/{i} on {i}"));
+        assert_eq!(r.header("Connection"), None, "{:?}", r.head);
+    }
+    assert_eq!(origin.accepted(), 3);
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn dead_kept_server_connection_is_retried_only_without_a_body() {
+    // Each server connection answers one request (keep-alive, as far as it says), then
+    // closes.
+    let origin = recording_server(|c| {
+        if let Ok(Some(req)) = read_request(c) {
+            let path = req.start_line().split(' ').nth(1).unwrap_or("").to_string();
+            let _ = c.write_all(&ok(&format!("{path} on {}", c.index)));
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    assert_eq!(c.exchange(get("/a")).payload_str(), "/a on 0");
+    // The kept connection is dead: the request goes again on a fresh one.
+    assert_eq!(c.exchange(get("/b")).payload_str(), "/b on 1");
+    // A request with a body is not sent twice.
+    let r = c.exchange("POST /c HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc");
+    assert_proxy_error(&r, 502);
+    c.assert_eof();
+    assert_eq!(origin.accepted(), 2);
+    proxy.shutdown();
+}
+
+#[test]
+fn error_response_to_head_has_no_body() {
+    let (proxy, addr) = http_proxy(&[refused_addr()], "", "");
+    let mut c = Client::new(addr);
+    c.send("HEAD / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let r = c.head_response();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.header("Connection"), Some("close"));
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+// ---------------------------------------------------------------------------------------
+// More framing edges.
+
+#[test]
+fn interim_responses_reach_http11_clients_only() {
+    let origin = http_origin(|_, _| {
+        let mut r = b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n".to_vec();
+        r.extend_from_slice(&ok("final"));
+        r
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send(get("/"));
+    let interim = c.response();
+    assert_eq!(
+        interim.head,
+        "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+    );
+    let r = c.response();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.payload_str(), "final");
+    drop(c);
+    // HTTP/1.0 knows no 1xx: only the final response.
+    let mut c = Client::new(addr);
+    let r = c.exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(r.status(), 200, "{:?}", r.head);
+    assert_eq!(r.payload_str(), "final");
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn expect_100_continue_answered_finally_gets_no_body() {
+    let origin = recording_server(|c| {
+        if let Ok(Some(_)) = read_head(c) {
+            let _ = c.write_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
+        }
+        while matches!(c.fill(), Ok(n) if n > 0) {}
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send("PUT /big HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status(), 417);
+    // The body was never sent, so the connection cannot go on.
+    assert_eq!(r.header("Connection"), Some("close"), "{:?}", r.head);
+    c.assert_eof();
+    settle(&origin);
+    assert_eq!(
+        String::from_utf8_lossy(&origin.received_all()),
+        "PUT /big HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    proxy.shutdown();
+}
+
+#[test]
+fn response_with_length_and_chunked_is_sent_with_one_framing_field() {
+    let origin = http_origin(|_, _| {
+        let mut r =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        r.extend_from_slice(CHUNKED_BODY);
+        r
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    for i in 0..2 {
+        let r = c.exchange(get("/"));
+        assert_eq!(
+            r.head, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "response {i}"
+        );
+        assert_eq!(r.body, CHUNKED_BODY, "response {i}");
+    }
+    // Such a server is not trusted with a second request on the same connection.
+    assert_eq!(origin.accepted(), 2);
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn truncated_response_closes_the_client() {
+    let origin = recording_server(|c| {
+        if let Ok(Some(_)) = read_request(c) {
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345");
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send(get("/"));
+    let head = read_head(&mut c).unwrap().expect("a head");
+    assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+    // The client learns of the failure the only way left: the close.
+    assert_eq!(take_to_eof(&mut c).unwrap(), b"12345");
+    proxy.shutdown();
+}
+
+#[test]
+fn large_chunked_bodies_both_ways() {
+    // Request: chunks of 300 KB, 1 byte and 700 KB, forwarded as received.
+    let mut prng = Prng::new(11);
+    let mut chunks = Vec::new();
+    for size in [300_000usize, 1, 700_000] {
+        let mut data = vec![0u8; size];
+        prng.fill(&mut data);
+        chunks.push(data);
+    }
+    let mut body = Vec::new();
+    for (i, data) in chunks.iter().enumerate() {
+        body.extend_from_slice(format!("{:x};n={i}\r\n", data.len()).as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let payload: Vec<u8> = chunks.concat();
+    // The origin answers with the same chunked body.
+    let echo = body.clone();
+    let origin = http_origin(move |_, _| {
+        let mut r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        r.extend_from_slice(&echo);
+        r
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send("POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(&body);
+    let r = c.response();
+    assert!(r.body == body, "chunked response differs");
+    let received = origin.received_all();
+    let head = b"POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert!(
+        received.len() == head.len() + body.len()
+            && received.starts_with(head)
+            && received[head.len()..] == body[..],
+        "the origin received {} bytes, not the request as sent",
+        received.len()
+    );
+    drop(c);
+    // Decoded for HTTP/1.0.
+    let mut c = Client::new(addr);
+    c.send("GET / HTTP/1.0\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.header("Transfer-Encoding"), None);
+    assert!(r.payload == payload, "decoded body differs");
+    proxy.shutdown();
+}
+
+#[test]
+fn pipelined_requests_after_a_close_are_not_served() {
+    let origin = path_origin();
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    c.send(format!(
+        "{}GET /2 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n{}",
+        get("/1"),
+        get("/3")
+    ));
+    assert_eq!(c.response().payload_str(), "/1");
+    let r = c.response();
+    assert_eq!(r.payload_str(), "/2");
+    assert_eq!(r.header("Connection"), Some("close"));
+    c.assert_eof();
+    settle(&origin);
+    let requests = requests_in(&origin.received_all());
+    let paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r.start_line().split(' ').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(paths, ["/1", "/2"]);
+    proxy.shutdown();
+}
+
+#[test]
+fn stopping_closes_idle_clients_and_closes_busy_ones_after_their_response() {
+    // The origin holds its answer to /slow until released.
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&release);
+    let origin = http_origin(move |req, _| {
+        if req.start_line().contains("/slow") {
+            assert!(eventually(IO_TIMEOUT, || gate.load(Ordering::SeqCst)));
+        }
+        ok("done")
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut idle = Client::new(addr);
+    assert_eq!(idle.exchange(get("/")).status(), 200);
+    let mut busy = Client::new(addr);
+    busy.send(get("/slow"));
+    assert!(eventually(IO_TIMEOUT, || origin.accepted() == 2));
+    proxy.stop();
+    // The idle client is let go at once (well within the 2 s grace)...
+    let start = Instant::now();
+    idle.assert_eof();
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    // ...the busy one gets its response, told that the connection closes.
+    release.store(true, Ordering::SeqCst);
+    let r = busy.response();
+    assert_eq!(r.payload_str(), "done");
+    assert_eq!(r.header("Connection"), Some("close"), "{:?}", r.head);
+    busy.assert_eof();
+    proxy.wait();
+}
+
+#[test]
+fn client_half_close_after_its_request_still_gets_the_response() {
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "", "");
+    let mut c = Client::new(addr);
+    c.send(format!("{}{}", get("/bytes/100000"), get("/")));
+    c.stream.shutdown(Shutdown::Write).unwrap();
+    let r = c.response();
+    assert!(r.payload == origin_bytes(100_000));
+    assert_eq!(c.response().payload, b"Hello, world!");
+    c.assert_eof();
+    proxy.shutdown();
+}
+
+#[test]
+fn expect_100_continue_to_a_server_that_ignores_it() {
+    // The server waits for the body without a word; the client sent it at once.
+    let origin = http_origin(|req, _| ok(&format!("got {}", req.payload_str())));
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    let start = Instant::now();
+    let r = c.exchange(
+        "POST /e HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(r.status(), 200, "{:?}", r.head);
+    assert_eq!(r.payload_str(), "got hello");
+    // The body waited at most about a second for an interim answer.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(c.exchange(get("/")).status(), 200);
+    drop(c);
+    proxy.shutdown();
+}
