@@ -30,6 +30,34 @@ pub const SPLICE_MIN: u64 = 64 * 1024;
 /// Most body bytes appended to a pending head so that both leave in one `send`.
 pub const COALESCE_MAX: usize = 16 * 1024;
 
+/// Input buffers of ended connections, kept by a shard for the next ones (a new
+/// connection then costs no allocation and no zeroing). Bounded; shard-local.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    spare: std::cell::RefCell<Vec<Box<[u8]>>>,
+}
+
+/// Most buffers a shard keeps.
+pub const BUFFER_POOL_MAX: usize = 1024;
+
+impl BufferPool {
+    /// A buffer of exactly `len` bytes (contents unspecified).
+    pub fn take(&self, len: usize) -> Box<[u8]> {
+        let mut spare = self.spare.borrow_mut();
+        match spare.iter().rposition(|b| b.len() == len) {
+            Some(i) => spare.swap_remove(i),
+            None => vec![0; len].into_boxed_slice(),
+        }
+    }
+
+    pub fn give(&self, buf: Box<[u8]>) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < BUFFER_POOL_MAX {
+            spare.push(buf);
+        }
+    }
+}
+
 /// A socket and its reused input buffer.
 pub struct Conn {
     pub stream: TcpStream,
@@ -39,13 +67,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, capacity: usize) -> Conn {
+    /// A connection reading into `buf` (from a [`BufferPool`]).
+    pub fn new(stream: TcpStream, buf: Box<[u8]>) -> Conn {
         Conn {
             stream,
-            buf: vec![0; capacity].into_boxed_slice(),
+            buf,
             start: 0,
             end: 0,
         }
+    }
+
+    /// Closes the socket and hands the buffer back.
+    pub fn into_buffer(self) -> Box<[u8]> {
+        self.buf
     }
 
     /// Bytes received and not yet consumed.

@@ -109,7 +109,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let abort = shard.abort.register();
     let mut s = Session {
         stopping: shard.stopping_signal.register(),
-        client: Conn::new(stream, capacity),
+        client: Conn::new(stream, shard.http_buffers.take(capacity)),
         shard: Rc::clone(&shard),
         frontend,
         peer,
@@ -128,8 +128,9 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         s.close_client(end == End::Linger).await;
     }
     if let Some(server) = s.server.take() {
-        close_server(server);
+        close_server(server, &shard);
     }
+    shard.http_buffers.give(s.client.into_buffer());
 }
 
 impl Session {
@@ -352,7 +353,7 @@ impl Session {
                 }
                 Err(BodyError::Destination(_)) => {
                     self.drop_server();
-                    return Err(self.bad_gateway(502, "the server connection failed").await);
+                    return Err(self.refuse(502, "the server connection failed").await);
                 }
                 Err(BodyError::Framing(reason)) => {
                     self.drop_server();
@@ -379,7 +380,7 @@ impl Session {
                         ResponseError::Empty => (502, "the server closed without answering"),
                         ResponseError::Invalid => (502, "the server sent an invalid response"),
                     };
-                    return Err(self.bad_gateway(status, detail).await);
+                    return Err(self.refuse(status, detail).await);
                 }
             }
         }
@@ -392,7 +393,7 @@ impl Session {
         if status == 101 {
             if !upgrade {
                 self.drop_server();
-                return Err(self.bad_gateway(502, "unexpected 101 response").await);
+                return Err(self.refuse(502, "unexpected 101 response").await);
             }
             self.tunnel(be).await;
             return Err(End::Tunnel);
@@ -474,7 +475,7 @@ impl Session {
         let flushed = body::flush(&mut self.out, &mut server.conn.stream).await;
         if flushed.is_err() {
             self.drop_server();
-            return Err(self.bad_gateway(502, "the server connection failed").await);
+            return Err(self.refuse(502, "the server connection failed").await);
         }
         let timeout = self.shard.config.backends[server.backend].timeout_server;
         let _ = server
@@ -578,11 +579,6 @@ impl Session {
         }
     }
 
-    /// Answers 502/503/504 and counts it against the backend.
-    async fn bad_gateway(&mut self, status: u16, detail: &str) -> End {
-        self.refuse(status, detail).await
-    }
-
     /// Makes sure `self.server` is a connection to `backend`: the one kept from the
     /// previous request, or a new one.
     async fn server_for(&mut self, backend: usize) -> Result<(), End> {
@@ -608,7 +604,7 @@ impl Session {
         let _ = stream.set_write_timeout(Some(be.timeout_server));
         let _ = stream.set_read_timeout(Some(be.timeout_server));
         self.server = Some(ServerConn {
-            conn: Conn::new(stream, SERVER_BUFFER),
+            conn: Conn::new(stream, shard.http_buffers.take(SERVER_BUFFER)),
             backend,
             reused: false,
             _slot: slot,
@@ -618,7 +614,7 @@ impl Session {
 
     fn drop_server(&mut self) {
         if let Some(s) = self.server.take() {
-            close_server(s);
+            close_server(s, &self.shard);
         }
     }
 
@@ -681,6 +677,7 @@ impl Session {
         let c = &shard.counters;
         c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
         c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
+        shard.http_buffers.give(server.conn.into_buffer());
     }
 
     /// Closes the client connection with FIN; with `linger`, first reads and discards
@@ -711,7 +708,8 @@ impl Session {
 
 /// Closes a server connection with FIN (the proxy never resets a server on a normal
 /// path).
-fn close_server(server: ServerConn) {
+fn close_server(server: ServerConn, shard: &Shard) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&server.conn.stream);
     let _ = crate::l4::splice::shutdown_write(fd);
+    shard.http_buffers.give(server.conn.into_buffer());
 }

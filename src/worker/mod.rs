@@ -80,6 +80,8 @@ pub struct Shard {
     pub counters: ShardCounters,
     /// Pipes and the scratch buffer the relays of this shard share.
     pub relay_buffers: crate::l4::splice::RelayBuffers,
+    /// Input buffers of http connections, reused across connections.
+    pub http_buffers: crate::http::body::BufferPool,
     /// Fired when the grace period after a stop is over: every session ends.
     pub abort: Rc<AbortSignal>,
     /// Fired when the shard begins to stop: idle keep-alive connections close at once.
@@ -97,6 +99,7 @@ impl Shard {
             backends,
             counters: ShardCounters::default(),
             relay_buffers: Default::default(),
+            http_buffers: Default::default(),
             abort: Default::default(),
             stopping_signal: Default::default(),
             stopping: Cell::new(false),
