@@ -257,9 +257,9 @@ pub async fn flush(out: &mut Vec<u8>, dst: &mut TcpStream) -> Result<(), BodyErr
 }
 
 /// Moves exactly `left` bytes from `src`'s socket to `dst` through a pipe (`src`'s buffer
-/// must be empty). When the source has nothing, glommio's read waits for it and the bytes
-/// it returns are written directly; when the destination is full, one byte goes through
-/// glommio's write, which waits for room.
+/// must be empty). When the source has nothing, a one-byte `peek` waits for it (the bytes
+/// stay in the socket for the next splice); when the destination is full, one byte goes
+/// through glommio's write, which waits for room.
 pub async fn splice_exact(
     src: &mut Conn,
     dst: &mut TcpStream,
@@ -295,17 +295,14 @@ pub async fn splice_exact(
                 left -= n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match src.fill().await {
+                // Wait until the source has bytes without taking them: they go through the
+                // pipe on the next turn.
+                let mut probe = [0u8; 1];
+                match src.stream.peek(&mut probe).await {
                     Ok(0) => return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into())),
                     Ok(_) => {}
-                    Err(e) => return Err(BodyError::Source(e)),
+                    Err(e) => return Err(BodyError::Source(e.into())),
                 }
-                let k = left.min(src.data().len() as u64) as usize;
-                dst.write_all(&src.data()[..k])
-                    .await
-                    .map_err(BodyError::Destination)?;
-                src.consume(k);
-                left -= k as u64;
             }
             Err(e) => return Err(BodyError::Source(e)),
         }
