@@ -30,7 +30,6 @@ use super::body::{self, BodyError, Coding, Conn};
 use super::head::{self, Body, Limits, Method, Parsed, Version};
 use super::rewrite::{self, Connection, Framing, RequestExtras};
 use crate::config::Frontend;
-use crate::l4::relay::{self, Forwarding, RelayTimeouts};
 use crate::upstream::ActiveSlot;
 use crate::worker::abort::AbortHandle;
 use crate::worker::Shard;
@@ -648,35 +647,20 @@ impl Session {
         {
             return;
         }
-        let fe = self.frontend();
-        let forwarding = if fe.splice {
-            Forwarding::Splice
-        } else {
-            Forwarding::Copy
-        };
-        let timeouts = RelayTimeouts {
-            idle: be.timeout_tunnel,
-            client_fin: fe.timeout_client_fin,
-            server_fin: be.timeout_server_fin,
-        };
         for s in [&self.client.stream, &server.conn.stream] {
             let _ = s.set_read_timeout(None);
             let _ = s.set_write_timeout(None);
         }
-        let abort = self.shard.abort.register();
         let shard = Rc::clone(&self.shard);
-        let (_end, bytes) = relay::relay(
+        let fe = &shard.config.frontends[self.frontend];
+        crate::l4::tunnel(
+            &shard,
             &mut self.client.stream,
             &mut server.conn.stream,
-            forwarding,
-            timeouts,
-            &shard.relay_buffers,
-            &abort,
+            fe,
+            be,
         )
         .await;
-        let c = &shard.counters;
-        c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
-        c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
         shard.http_buffers.give(server.conn.into_buffer());
     }
 

@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use glommio::net::TcpStream;
 
+use crate::config::{Backend, Frontend};
 use crate::upstream::{ActiveSlot, BackendState, TriedSet};
 use crate::worker::Shard;
 use relay::{Forwarding, RelayEnd, RelayTimeouts};
@@ -42,6 +43,24 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
             .set(shard.counters.relay_errors.get() + 1);
         return;
     }
+    tunnel(&shard, &mut client, &mut server, fe, be).await;
+}
+
+/// Relays a prepared client/server pair until the tunnel ends (tcp mode, and http after
+/// `101 Switching Protocols`), under the frontend's and backend's tunnel timeouts and the
+/// shard's abort signal, and counts the outcome.
+pub async fn tunnel(
+    shard: &Shard,
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    fe: &Frontend,
+    be: &Backend,
+) {
+    let forwarding = if fe.splice {
+        Forwarding::Splice
+    } else {
+        Forwarding::Copy
+    };
     let timeouts = RelayTimeouts {
         idle: be.timeout_tunnel,
         client_fin: fe.timeout_client_fin,
@@ -49,8 +68,8 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
     };
     let abort = shard.abort.register();
     let (end, bytes) = relay::relay(
-        &mut client,
-        &mut server,
+        client,
+        server,
         forwarding,
         timeouts,
         &shard.relay_buffers,
