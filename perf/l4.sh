@@ -15,22 +15,7 @@
 # Any anchors.sh knob (DUR, REPS, PORT_OFFSET, ...) passes through.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
-ANCHORS=${ANCHORS:-$ROOT/../shared/bench/anchors.sh}
-SPLICE=${SPLICE:-true}
-PORT_OFFSET=${PORT_OFFSET:-0}
-export PORT_OFFSET
-[[ -x $ANCHORS || -f $ANCHORS ]] || { echo "perf/l4.sh: $ANCHORS not found" >&2; exit 1; }
-
-missing=()
-for b in wrk ab haproxy nginx curl taskset ss; do command -v "$b" >/dev/null || missing+=("$b"); done
-if ((${#missing[@]})); then
-  echo "perf/l4.sh: installing wrk apache2-utils haproxy nginx curl" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk apache2-utils haproxy nginx curl >/dev/null
-fi
-
-(cd "$ROOT" && cargo build --release --quiet)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 RUN_DIR=${RUN_DIR:-/tmp/ringproxy-l4.$(date +%Y%m%d-%H%M%S).$$}
 mkdir -p "$RUN_DIR"
@@ -70,9 +55,7 @@ RUN_DIR="$RUN_DIR" KEEP_RUN_DIR=1 bash "$ANCHORS"
 echo
 echo "## L4 cost (medians over repeats; splice=$SPLICE)"
 echo
-awk -F, '
-  function med(s,   n, i, j, a, t) { n = split(s, a, " "); for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
-                                     return n ? ((n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2) : "" }
+awk -F, "$AWK_MED"'
   NR == 1 { next }
   {
     key = $1 "|" $2; if (!(key in seen)) { seen[key] = 1; order[++n] = key }

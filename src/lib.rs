@@ -1,7 +1,8 @@
 //! # ringproxy
 //!
 //! A load balancer and reverse proxy for bare-metal Linux: thread-per-core, io_uring
-//! (through glommio), zero-copy L4 forwarding with `splice(2)`.
+//! (through glommio), zero-copy L4 forwarding with `splice(2)`, and an HTTP/1.x reverse
+//! proxy (L7) with exact keep-alive semantics.
 //!
 //! ## Thread model
 //! One **shard** per CPU. A shard is a glommio `LocalExecutor` pinned to its CPU, with its
@@ -19,15 +20,18 @@
 //! sessions.
 //!
 //! ## Decisions are sans-IO
-//! Balancing ([`upstream::balance`]), configuration validation ([`config`]) and the
-//! per-shard `maxconn` split are plain code tested without sockets; the glommio tasks
-//! ([`worker`], [`l4`]) are thin shells that do the I/O.
+//! Balancing ([`upstream::balance`]), configuration validation ([`config`]), the
+//! per-shard `maxconn` split and HTTP parsing, chunked framing and head rewriting
+//! ([`http::head`], [`http::chunked`], [`http::rewrite`]) are plain code tested without
+//! sockets; the glommio tasks ([`worker`], [`l4`], [`http::session`]) are thin shells that
+//! do the I/O.
 //!
 //! ## Module map (in the order a connection meets them)
 //! - [`config`]: TOML → validated [`config::Config`]; every refusal names file, line, key.
 //! - [`runtime`]: CPU plan, listeners, one executor thread per shard, start errors, signals.
 //! - [`worker`]: a shard's accept loops, session spawning, draining on stop.
 //! - [`l4`]: tcp mode: connect with retries, then the splice/copy [`l4::relay`].
+//! - [`http`]: http mode: request by request, routed, rewritten, bodies copied or spliced.
 //! - [`upstream`]: per-shard backend state and the balancer.
 //! - [`origin`]: the built-in HTTP/1.1 origin for demos, tests and benchmarks.
 //! - [`cli`]: the command line.

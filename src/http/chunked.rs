@@ -87,15 +87,6 @@ impl Decoder {
         self.state == State::Done
     }
 
-    /// Payload bytes the current chunk still has (so a caller may move them in bulk).
-    pub fn data_remaining(&self) -> u64 {
-        if self.state == State::Data {
-            self.remaining
-        } else {
-            0
-        }
-    }
-
     /// Reads the next piece from `input`. Returns `Ok(None)` when `input` is empty or the
     /// body is already complete.
     pub fn step(&mut self, input: &[u8]) -> Result<Option<Piece>, ChunkError> {

@@ -163,11 +163,6 @@ impl Head {
         }
     }
 
-    /// The first field of `kind`.
-    pub fn field(&self, kind: Kind) -> Option<&Field> {
-        self.fields.iter().find(|f| f.kind == kind)
-    }
-
     fn clear(&mut self) {
         self.fields.clear();
         self.len = 0;
@@ -207,19 +202,6 @@ impl Method {
             b"CONNECT" => Method::Connect,
             _ => Method::Other,
         }
-    }
-
-    /// RFC 9110 §9.2.2: may be repeated without a different outcome.
-    pub fn is_idempotent(self) -> bool {
-        matches!(
-            self,
-            Method::Get
-                | Method::Head
-                | Method::Put
-                | Method::Delete
-                | Method::Options
-                | Method::Trace
-        )
     }
 }
 
@@ -376,9 +358,11 @@ pub fn parse_request(buf: &[u8], limits: &Limits, out: &mut Request) -> Result<P
             return Err(refuse(400, "Transfer-Encoding in an HTTP/1.0 request"))
         }
         (Some(te), None) => match te.verdict() {
-            Coding::Chunked => Body::Chunked,
-            Coding::OtherThenChunked => return Err(refuse(501, "transfer coding not implemented")),
-            Coding::Invalid => return Err(refuse(400, "invalid Transfer-Encoding")),
+            TeVerdict::Chunked => Body::Chunked,
+            TeVerdict::OtherThenChunked => {
+                return Err(refuse(501, "transfer coding not implemented"))
+            }
+            TeVerdict::Invalid => return Err(refuse(400, "invalid Transfer-Encoding")),
         },
         (None, Some(n)) => Body::Length(n),
         (None, None) => Body::None,
@@ -399,12 +383,8 @@ pub fn parse_response(buf: &[u8], method: Method, out: &mut Response) -> Result<
     );
     let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() >= 64 * 1024 {
-                return Err(refuse(502, "response head too large"));
-            }
-            return Ok(Parsed::Partial);
-        }
+        // The caller bounds a response head by its buffer.
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(_) => return Err(refuse(502, "malformed response head")),
     };
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
@@ -436,8 +416,8 @@ pub fn parse_response(buf: &[u8], method: Method, out: &mut Response) -> Result<
                 // that sends both is not trusted with another request.
                 out.head.ambiguous = cl.is_some();
                 match te.verdict() {
-                    Coding::Chunked if out.head.version == Version::Http11 => Body::Chunked,
-                    Coding::Chunked | Coding::OtherThenChunked | Coding::Invalid => {
+                    TeVerdict::Chunked if out.head.version == Version::Http11 => Body::Chunked,
+                    TeVerdict::Chunked | TeVerdict::OtherThenChunked | TeVerdict::Invalid => {
                         out.head.ambiguous = true;
                         Body::UntilClose
                     }
@@ -459,7 +439,7 @@ struct Framing {
 
 /// The transfer codings of a message, as far as framing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Coding {
+enum TeVerdict {
     /// Exactly `chunked`.
     Chunked,
     /// Other codings, then `chunked` once, last.
@@ -541,13 +521,13 @@ impl Codings {
         }
     }
 
-    fn verdict(&self) -> Coding {
+    fn verdict(&self) -> TeVerdict {
         if self.chunked != 1 || !self.last_is_chunked {
-            Coding::Invalid
+            TeVerdict::Invalid
         } else if self.others > 0 {
-            Coding::OtherThenChunked
+            TeVerdict::OtherThenChunked
         } else {
-            Coding::Chunked
+            TeVerdict::Chunked
         }
     }
 }

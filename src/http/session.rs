@@ -1,8 +1,9 @@
 //! One client connection in http mode, request after request.
 //!
 //! Owns the client connection, its buffers, and (between requests) one server connection
-//! kept alive for it: the checkout/checkin of [`Session::server_for`] and
-//! [`Session::check_in`], which the pool issue replaces with per-shard pools. Each
+//! kept alive for it: [`Session::server_for`] checks it out (the kept one or a new one),
+//! and the end of [`Session::exchange`] keeps or closes it; the pool issue replaces this
+//! with per-shard pools. Each
 //! exchange: read and check the request head; route it; write the rewritten head and the
 //! body to the server; read the response head (forwarding interim 1xx); write the
 //! rewritten response head and body to the client; then decide, independently for each
@@ -103,7 +104,13 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         return;
     }
     let _ = stream.set_write_timeout(Some(fe.timeout_client));
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    // Only X-Forwarded-For needs the peer: no getpeername otherwise.
+    let peer = fe
+        .http
+        .forward_for
+        .as_ref()
+        .and_then(|_| stream.peer_addr().ok())
+        .map(|a| a.ip());
     let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
     let abort = shard.abort.register();
     let mut s = Session {

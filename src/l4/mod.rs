@@ -4,7 +4,8 @@
 //! (on failure, another server, up to `retries` more attempts), then hand both sockets to
 //! the [`relay`]. The session holds its place on the server ([`ActiveSlot`]) for as long as
 //! the tunnel lives. A client for which no server can be reached is closed (with FIN) and
-//! counted on the backend.
+//! counted on the backend. [`tunnel`] (relay under the tunnel timeouts, outcome counted) and
+//! [`connect`] are also what http mode uses for upgraded connections and server connects.
 
 pub mod relay;
 pub mod splice;

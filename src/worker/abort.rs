@@ -2,7 +2,8 @@
 //!
 //! Owns the wakers of the sessions registered with it. Firing it wakes every one of them;
 //! a session sees it on its next poll and ends. Used when the grace period after a stop is
-//! over (and, later, to shut the sessions of a server marked down). Single-threaded by
+//! over, when a stop begins (idle http keep-alive connections close at once), and later to
+//! shut the sessions of a server marked down. Single-threaded by
 //! construction (`Rc`, `Cell`): it never leaves its shard. A registration costs one slot,
 //! reused after the session ends: the waker table is bounded by the number of concurrent
 //! sessions.

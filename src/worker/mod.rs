@@ -6,7 +6,9 @@
 //! thing that crosses threads is the stop request ([`StopFlag`]), read on a control tick.
 //!
 //! Stopping: the listeners are shut down (their pending accepts fail and the accept loops
-//! end), established sessions run on until they end or `global.grace` has passed; then the
+//! end) and `stopping_signal` fires (http connections idle between requests close, busy
+//! ones close after their response); established sessions run on until they end or
+//! `global.grace` has passed; then the
 //! shard's [`abort::AbortSignal`] fires, every remaining session ends and closes its
 //! sockets, and the shard returns with no session left behind.
 
