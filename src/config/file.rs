@@ -49,6 +49,14 @@ pub struct FileDefaults {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_headers: Option<Spanned<i64>>,
     pub max_request_line: Option<Spanned<i64>>,
+    pub keep_alive: Option<Spanned<String>>,
+    pub pretend_keep_alive: Option<bool>,
+    pub http_reuse: Option<Spanned<String>>,
+    pub pool_max_idle: Option<Spanned<i64>>,
+    pub pool_idle_timeout: Option<Spanned<String>>,
+    pub pool_max_reuse: Option<Spanned<i64>>,
+    pub retry_on: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    pub prefer_last_server: Option<bool>,
 }
 
 /// `[[frontend]]`: where clients connect. Only client-side settings may be overridden here.
@@ -68,6 +76,8 @@ pub struct FileFrontend {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_headers: Option<Spanned<i64>>,
     pub max_request_line: Option<Spanned<i64>>,
+    pub keep_alive: Option<Spanned<String>>,
+    pub pretend_keep_alive: Option<bool>,
     /// `[[frontend.route]]`, tried in order (mode `http`).
     #[serde(default)]
     pub route: Vec<FileRoute>,
@@ -106,6 +116,14 @@ pub struct FileBackend {
     pub timeout_server_fin: Option<Spanned<String>>,
     pub timeout_tunnel: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
+    pub keep_alive: Option<Spanned<String>>,
+    pub pretend_keep_alive: Option<bool>,
+    pub http_reuse: Option<Spanned<String>>,
+    pub pool_max_idle: Option<Spanned<i64>>,
+    pub pool_idle_timeout: Option<Spanned<String>>,
+    pub pool_max_reuse: Option<Spanned<i64>>,
+    pub retry_on: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    pub prefer_last_server: Option<bool>,
 }
 
 /// `[[backend.server]]`.

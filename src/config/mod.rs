@@ -110,6 +110,107 @@ pub struct HttpFrontend {
     pub routes: Vec<Route>,
     /// Append the client address to `X-Forwarded-For` and set `X-Forwarded-Proto`.
     pub forward_for: Option<ForwardFor>,
+    /// Which sides stay open after an exchange (combined with the backend's: the
+    /// stronger closing wins).
+    pub keep_alive: KeepAlive,
+    /// With `server-close` or `close`: do not tell the server; still close after the
+    /// response.
+    pub pretend_keep_alive: bool,
+}
+
+/// `keep_alive`, HAProxy's connection modes, ordered from keeping most to closing most:
+/// when a frontend and a backend say different things, the larger (closing) one applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeepAlive {
+    /// Both sides persistent as HTTP allows (HAProxy's default `http-keep-alive`).
+    KeepAlive,
+    /// The server connection closes after each response; the client's stays (HAProxy's
+    /// `option http-server-close`).
+    ServerClose,
+    /// Both connections close after each exchange (HAProxy's `option httpclose`).
+    Close,
+}
+
+impl KeepAlive {
+    /// The mode of an exchange through `frontend` to `backend`: close is the strongest.
+    pub fn combine(frontend: KeepAlive, backend: KeepAlive) -> KeepAlive {
+        frontend.max(backend)
+    }
+}
+
+/// `http_reuse`: which requests may go on an idle server connection from the shard's
+/// pool (HAProxy's `http-reuse`). Whatever the policy, a request is only ever sent on a
+/// connection that is idle (one request at a time per connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpReuse {
+    /// No sharing: a server connection belongs to one client connection, serves its
+    /// requests, and closes with it.
+    Never,
+    /// A client connection's first request goes on a pooled connection only when the
+    /// proxy itself can retry it (idempotent method, whole request kept); otherwise on a
+    /// new connection. Later requests may take any pooled connection.
+    Safe,
+    /// As `safe`, but a first request that cannot be retried may take a pooled
+    /// connection that has already served two requests (the server proved it keeps
+    /// connections alive).
+    Aggressive,
+    /// Any request may take any pooled connection.
+    Always,
+}
+
+/// `retry_on`: what makes the proxy send a request again, on a new connection, within
+/// `retries` (HAProxy's `retry-on`). Only requests that can be sent again are retried:
+/// idempotent ones whose body the proxy still holds, or any request none of whose bytes
+/// reached the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryOn {
+    /// Connecting failed (refused, timed out): connect again, to another server while
+    /// one is left.
+    pub conn_failure: bool,
+    /// The server closed or reset the connection without a byte of response.
+    pub empty_response: bool,
+    /// The server answered something that is not an HTTP response head.
+    pub junk_response: bool,
+    /// `timeout_server` passed without a response head.
+    pub response_timeout: bool,
+    /// Final statuses that are retried (from 401, 403, 404, 408, 425, 500..=504).
+    pub statuses: Vec<u16>,
+}
+
+impl RetryOn {
+    /// HAProxy's default: connection failures only.
+    pub fn conn_failure_only() -> RetryOn {
+        RetryOn {
+            conn_failure: true,
+            empty_response: false,
+            junk_response: false,
+            response_timeout: false,
+            statuses: Vec::new(),
+        }
+    }
+
+    pub fn status(&self, status: u16) -> bool {
+        self.statuses.contains(&status)
+    }
+}
+
+/// The HTTP side of a backend: its connection pool, reuse and retry policy.
+#[derive(Debug, Clone)]
+pub struct HttpBackend {
+    pub reuse: HttpReuse,
+    /// Idle connections kept per server per shard; 0 keeps none.
+    pub pool_max_idle: usize,
+    /// An idle connection older than this is closed (below the servers' own keep-alive
+    /// timeout, so that the proxy, not the server, closes idle connections).
+    pub pool_idle_timeout: Duration,
+    /// Requests per server connection, then it closes; 0 is unlimited.
+    pub pool_max_reuse: u32,
+    pub retry_on: RetryOn,
+    pub keep_alive: KeepAlive,
+    pub pretend_keep_alive: bool,
+    /// A client connection's request goes to the server of its previous request when
+    /// that server has an idle connection.
+    pub prefer_last_server: bool,
 }
 
 /// `[[frontend.route]]`.
@@ -213,8 +314,11 @@ pub struct Backend {
     /// Inactivity allowed on the server side once the client side has closed.
     pub timeout_server_fin: Duration,
     pub timeout_tunnel: Duration,
-    /// Connection attempts after the first one fails.
+    /// Connection attempts after the first one fails; in http mode, also the budget of
+    /// `retry_on` retries of one request.
     pub retries: u32,
+    /// HTTP settings (used in mode `http` only).
+    pub http: HttpBackend,
 }
 
 /// `[[backend.server]]`.
@@ -251,6 +355,12 @@ pub mod default {
     pub const MAX_HEADER_BYTES_RANGE: (i64, i64) = (1024, 1024 * 1024);
     pub const MAX_HEADERS_RANGE: (i64, i64) = (1, 1000);
     pub const MAX_REQUEST_LINE_MIN: i64 = 64;
+    /// 4 s: below the 5 s keep-alive timeout of Node.js and of many servers behind it,
+    /// so that an idle connection is closed by the proxy before the server closes it
+    /// under a request.
+    pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    pub const POOL_MAX_IDLE: usize = 64;
+    pub const POOL_MAX_IDLE_MAX: i64 = 100_000;
     pub const WEIGHT: u32 = 1;
     pub const WEIGHT_MAX: i64 = 256;
     /// Sanity bound: more attempts than this only delays the client's error.
@@ -535,6 +645,161 @@ impl Ctx<'_> {
         })
     }
 
+    fn keep_alive(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        inherited: KeepAlive,
+    ) -> Result<KeepAlive, ConfigError> {
+        let Some(v) = value else { return Ok(inherited) };
+        match v.get_ref().as_str() {
+            "keep-alive" => Ok(KeepAlive::KeepAlive),
+            "server-close" => Ok(KeepAlive::ServerClose),
+            "close" => Ok(KeepAlive::Close),
+            other => self.err(
+                v.span(),
+                key,
+                format!(
+                    "unknown mode \"{other}\" (expected \"keep-alive\", \"server-close\" or \"close\")"
+                ),
+            ),
+        }
+    }
+
+    fn http_reuse(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        inherited: HttpReuse,
+    ) -> Result<HttpReuse, ConfigError> {
+        let Some(v) = value else { return Ok(inherited) };
+        match v.get_ref().as_str() {
+            "never" => Ok(HttpReuse::Never),
+            "safe" => Ok(HttpReuse::Safe),
+            "aggressive" => Ok(HttpReuse::Aggressive),
+            "always" => Ok(HttpReuse::Always),
+            other => self.err(
+                v.span(),
+                key,
+                format!(
+                    "unknown policy \"{other}\" (expected \"never\", \"safe\", \"aggressive\" or \"always\")"
+                ),
+            ),
+        }
+    }
+
+    /// `retry_on = ["conn-failure", "empty-response", 503]`: HAProxy's event names and
+    /// statuses (as numbers or strings); `"none"` alone retries nothing;
+    /// `"all-retryable-errors"` is every event plus 500, 502, 503 and 504.
+    fn retry_on(
+        &self,
+        value: Option<&Spanned<Vec<Spanned<toml::Value>>>>,
+        key: &str,
+        inherited: &RetryOn,
+    ) -> Result<RetryOn, ConfigError> {
+        const STATUSES: [u16; 10] = [401, 403, 404, 408, 425, 500, 501, 502, 503, 504];
+        let Some(list) = value else {
+            return Ok(inherited.clone());
+        };
+        let mut r = RetryOn {
+            conn_failure: false,
+            empty_response: false,
+            junk_response: false,
+            response_timeout: false,
+            statuses: Vec::new(),
+        };
+        let items = list.get_ref();
+        for item in items {
+            let status = match item.get_ref() {
+                toml::Value::Integer(n) => Some(*n),
+                toml::Value::String(t) => t.parse::<i64>().ok(),
+                _ => None,
+            };
+            if let Some(n) = status {
+                match STATUSES.iter().find(|&&s| i64::from(s) == n) {
+                    Some(&s) if !r.statuses.contains(&s) => r.statuses.push(s),
+                    Some(_) => {}
+                    None => {
+                        return self.err(
+                            item.span(),
+                            key,
+                            format!("status {n} cannot be retried (retryable: {STATUSES:?})"),
+                        )
+                    }
+                }
+                continue;
+            }
+            let name = match item.get_ref() {
+                toml::Value::String(t) => t.as_str(),
+                _ => "",
+            };
+            match name {
+                "conn-failure" => r.conn_failure = true,
+                "empty-response" => r.empty_response = true,
+                "junk-response" => r.junk_response = true,
+                "response-timeout" => r.response_timeout = true,
+                "all-retryable-errors" => {
+                    r.conn_failure = true;
+                    r.empty_response = true;
+                    r.junk_response = true;
+                    r.response_timeout = true;
+                    for s in [500, 502, 503, 504] {
+                        if !r.statuses.contains(&s) {
+                            r.statuses.push(s);
+                        }
+                    }
+                }
+                "none" if items.len() == 1 => {}
+                "none" => return self.err(item.span(), key, "\"none\" must be alone"),
+                _ => {
+                    return self.err(
+                        item.span(),
+                        key,
+                        format!(
+                            "unknown event {} (expected \"conn-failure\", \"empty-response\", \"junk-response\", \"response-timeout\", \"all-retryable-errors\", \"none\" or a status)",
+                            item.get_ref()
+                        ),
+                    )
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// The pool, reuse and retry settings of `[defaults]` or of a backend.
+    fn http_backend(
+        &self,
+        section: &str,
+        k: PoolKeys<'_>,
+        d: &HttpBackend,
+    ) -> Result<HttpBackend, ConfigError> {
+        let key = |n: &str| format!("{section}.{n}");
+        Ok(HttpBackend {
+            reuse: self.http_reuse(k.http_reuse, &key("http_reuse"), d.reuse)?,
+            pool_max_idle: self.int_in(
+                k.pool_max_idle,
+                &key("pool_max_idle"),
+                (0, default::POOL_MAX_IDLE_MAX),
+                d.pool_max_idle as i64,
+            )? as usize,
+            pool_idle_timeout: self.duration(
+                k.pool_idle_timeout,
+                &key("pool_idle_timeout"),
+                d.pool_idle_timeout,
+            )?,
+            pool_max_reuse: self.int_in(
+                k.pool_max_reuse,
+                &key("pool_max_reuse"),
+                (0, i64::from(u32::MAX)),
+                i64::from(d.pool_max_reuse),
+            )? as u32,
+            retry_on: self.retry_on(k.retry_on, &key("retry_on"), &d.retry_on)?,
+            keep_alive: self.keep_alive(k.keep_alive, &key("keep_alive"), d.keep_alive)?,
+            pretend_keep_alive: k.pretend_keep_alive.unwrap_or(d.pretend_keep_alive),
+            prefer_last_server: k.prefer_last_server.unwrap_or(d.prefer_last_server),
+        })
+    }
+
     fn routes(
         &self,
         f: &FileFrontend,
@@ -795,6 +1060,26 @@ impl Ctx<'_> {
                 },
                 &HttpDefaults::BUILT_IN,
             )?,
+            keep_alive: self.keep_alive(
+                d.keep_alive.as_ref(),
+                "defaults.keep_alive",
+                KeepAlive::KeepAlive,
+            )?,
+            pretend_keep_alive: d.pretend_keep_alive.unwrap_or(false),
+            http_backend: self.http_backend(
+                "defaults",
+                PoolKeys {
+                    http_reuse: d.http_reuse.as_ref(),
+                    pool_max_idle: d.pool_max_idle.as_ref(),
+                    pool_idle_timeout: d.pool_idle_timeout.as_ref(),
+                    pool_max_reuse: d.pool_max_reuse.as_ref(),
+                    retry_on: d.retry_on.as_ref(),
+                    keep_alive: d.keep_alive.as_ref(),
+                    pretend_keep_alive: d.pretend_keep_alive,
+                    prefer_last_server: d.prefer_last_server,
+                },
+                &HttpBackend::built_in(),
+            )?,
         })
     }
 
@@ -850,7 +1135,22 @@ impl Ctx<'_> {
             max_request_line: h.max_request_line,
             routes,
             forward_for: self.forward_for(f, mode)?,
+            keep_alive: self.keep_alive(
+                f.keep_alive.as_ref(),
+                "frontend.keep_alive",
+                d.keep_alive,
+            )?,
+            pretend_keep_alive: f.pretend_keep_alive.unwrap_or(d.pretend_keep_alive),
         };
+        if mode != Mode::Http {
+            if let Some(v) = &f.keep_alive {
+                return self.err(
+                    v.span(),
+                    "frontend.keep_alive",
+                    "needs mode = \"http\" on the frontend",
+                );
+            }
+        }
         Ok(Frontend {
             name: f.name.get_ref().clone(),
             binds,
@@ -904,9 +1204,31 @@ impl Ctx<'_> {
             }
             servers.push(self.server(s)?);
         }
+        let mode = self.mode(b.mode.as_ref(), "backend.mode")?;
+        let keys = PoolKeys {
+            http_reuse: b.http_reuse.as_ref(),
+            pool_max_idle: b.pool_max_idle.as_ref(),
+            pool_idle_timeout: b.pool_idle_timeout.as_ref(),
+            pool_max_reuse: b.pool_max_reuse.as_ref(),
+            retry_on: b.retry_on.as_ref(),
+            keep_alive: b.keep_alive.as_ref(),
+            pretend_keep_alive: b.pretend_keep_alive,
+            prefer_last_server: b.prefer_last_server,
+        };
+        if mode != Mode::Http {
+            if let Some((span, key)) = keys.first_set(b.name.span()) {
+                return self.err(
+                    span,
+                    &format!("backend.{key}"),
+                    "needs mode = \"http\" on the backend",
+                );
+            }
+        }
+        let http = self.http_backend("backend", keys, &d.http_backend)?;
         Ok(Backend {
             name: b.name.get_ref().clone(),
-            mode: self.mode(b.mode.as_ref(), "backend.mode")?,
+            mode,
+            http,
             balance,
             servers,
             timeout_connect: self.duration(
@@ -1034,6 +1356,69 @@ struct Defaults {
     retries: u32,
     splice: bool,
     http: HttpDefaults,
+    keep_alive: KeepAlive,
+    pretend_keep_alive: bool,
+    http_backend: HttpBackend,
+}
+
+impl HttpBackend {
+    /// The built-in backend HTTP settings.
+    fn built_in() -> HttpBackend {
+        HttpBackend {
+            reuse: HttpReuse::Safe,
+            pool_max_idle: default::POOL_MAX_IDLE,
+            pool_idle_timeout: default::POOL_IDLE_TIMEOUT,
+            pool_max_reuse: 0,
+            retry_on: RetryOn::conn_failure_only(),
+            keep_alive: KeepAlive::KeepAlive,
+            pretend_keep_alive: false,
+            prefer_last_server: false,
+        }
+    }
+}
+
+/// The pool, reuse and retry keys as written in one section.
+struct PoolKeys<'a> {
+    http_reuse: Option<&'a Spanned<String>>,
+    pool_max_idle: Option<&'a Spanned<i64>>,
+    pool_idle_timeout: Option<&'a Spanned<String>>,
+    pool_max_reuse: Option<&'a Spanned<i64>>,
+    retry_on: Option<&'a Spanned<Vec<Spanned<toml::Value>>>>,
+    keep_alive: Option<&'a Spanned<String>>,
+    pretend_keep_alive: Option<bool>,
+    prefer_last_server: Option<bool>,
+}
+
+impl PoolKeys<'_> {
+    /// The span and name of the first key set; booleans carry no span of their own and
+    /// are reported at `section`.
+    fn first_set(
+        &self,
+        section: std::ops::Range<usize>,
+    ) -> Option<(std::ops::Range<usize>, &'static str)> {
+        let spans = [
+            (self.http_reuse.map(|v| v.span()), "http_reuse"),
+            (self.pool_max_idle.map(|v| v.span()), "pool_max_idle"),
+            (
+                self.pool_idle_timeout.map(|v| v.span()),
+                "pool_idle_timeout",
+            ),
+            (self.pool_max_reuse.map(|v| v.span()), "pool_max_reuse"),
+            (self.retry_on.map(|v| v.span()), "retry_on"),
+            (self.keep_alive.map(|v| v.span()), "keep_alive"),
+            (
+                self.pretend_keep_alive.map(|_| section.clone()),
+                "pretend_keep_alive",
+            ),
+            (
+                self.prefer_last_server.map(|_| section.clone()),
+                "prefer_last_server",
+            ),
+        ];
+        spans
+            .into_iter()
+            .find_map(|(span, key)| span.map(|s| (s, key)))
+    }
 }
 
 /// The HTTP settings a frontend inherits.

@@ -82,6 +82,11 @@ impl Conn {
         self.buf
     }
 
+    /// The socket and the buffer, apart (unread bytes are lost).
+    pub fn into_parts(self) -> (TcpStream, Box<[u8]>) {
+        (self.stream, self.buf)
+    }
+
     /// Bytes received and not yet consumed.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]

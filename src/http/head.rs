@@ -190,6 +190,20 @@ pub enum Method {
 }
 
 impl Method {
+    /// Idempotent (RFC 9110, 9.2.2): sending it twice has the effect of sending it once,
+    /// so the proxy may replay it.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
+
     fn of(m: &[u8]) -> Method {
         match m {
             b"GET" => Method::Get,

@@ -9,8 +9,10 @@
 //!   written from the proxy's decisions) and the proxy's own error responses.
 //! - [`body`]: buffered connections and the forwarding of one body (copy, chunked
 //!   decode/encode, or `splice(2)` for long bodies of known length).
-//! - [`session`]: one client connection, request after request, with its server
-//!   connection and the keep-alive decisions of both sides.
+//! - [`session`]: one client connection, request after request: routing, reuse and
+//!   retries, and the keep-alive decisions of both sides.
+//! - [`pool`]: the shard's idle server connections, shared by all its clients, watched
+//!   while idle, closed with a FIN.
 //!
 //! The first three are sans-IO and unit-tested on bytes; the session is tested through
 //! real sockets (`tests/http.rs`).
@@ -18,6 +20,7 @@
 pub mod body;
 pub mod chunked;
 pub mod head;
+pub mod pool;
 pub mod rewrite;
 pub mod session;
 

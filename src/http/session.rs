@@ -1,20 +1,26 @@
 //! One client connection in http mode, request after request.
 //!
-//! Owns the client connection, its buffers, and (between requests) one server connection
-//! kept alive for it: [`Session::server_for`] checks it out (the kept one or a new one),
-//! and the end of [`Session::exchange`] keeps or closes it; the pool issue replaces this
-//! with per-shard pools. Each
-//! exchange: read and check the request head; route it; write the rewritten head and the
-//! body to the server; read the response head (forwarding interim 1xx); write the
-//! rewritten response head and body to the client; then decide, independently for each
-//! side, whether its connection stays open.
+//! Each exchange: read and check the request head; route it; take a server connection
+//! ([`Session::server_for`]: an idle one from the shard's pool when `http_reuse` allows,
+//! else a new one); send the rewritten head and the body; read the response head
+//! (forwarding interim 1xx); write the rewritten response head and body to the client;
+//! then decide, independently for each side, whether its connection stays open. A kept
+//! server connection goes back to the shard's pool (or, with `http_reuse = "never"`,
+//! stays with this client connection), whatever the client does next.
 //!
 //! Client side: HTTP/1.1 is persistent unless `Connection: close`; HTTP/1.0 only with
 //! `Connection: keep-alive`, which the response then repeats. `Connection: close` is
 //! written to an HTTP/1.1 client only when the proxy closes after the response (the
-//! client asked, `max_keep_alive_requests`, the shard is stopping, or the response cannot
-//! be framed for it). Server side: kept while the server allows it and its response was
-//! framed (length or chunked), whatever the client does.
+//! client asked, `keep_alive = "close"`, `max_keep_alive_requests`, the shard is
+//! stopping, or the response cannot be framed for it). Server side: kept while the
+//! server allows it, its response was framed (length or chunked), the mode is
+//! `keep-alive` and `pool_max_reuse` is not reached.
+//!
+//! Retries: a request is sent again, on a new connection, when it can be (idempotent and
+//! held whole in the client buffer, or none of its bytes reached the server) and either a
+//! reused connection failed before any response byte (the server closed it as it was
+//! taken: once per request, free) or a `retry_on` event occurred (within `retries`). A
+//! request whose body was streamed is never sent twice.
 //!
 //! Errors the proxy answers itself close the client connection afterwards, with a
 //! lingering close so the response is not lost to an RST.
@@ -30,8 +36,9 @@ use glommio::net::TcpStream;
 use super::body::{self, BodyError, Coding, Conn};
 use super::head::{self, Body, Limits, Method, Parsed, Version};
 use super::rewrite::{self, Connection, Framing, RequestExtras};
-use crate::config::Frontend;
-use crate::upstream::ActiveSlot;
+use crate::config::{Frontend, HttpReuse, KeepAlive};
+use crate::upstream::pool::{reuse_for, PoolCounters};
+use crate::upstream::{ActiveSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
 use crate::worker::Shard;
 
@@ -62,22 +69,32 @@ enum End {
     Tunnel,
 }
 
-/// A server connection held between requests.
+/// The server connection of the current exchange (or, with `http_reuse = "never"`, the
+/// one kept for this client between exchanges).
 struct ServerConn {
     conn: Conn,
     backend: usize,
-    /// Served an exchange already (then a failure before any response byte may be the
-    /// server closing an idle connection, and the request may be retried).
-    reused: bool,
-    _slot: ActiveSlot,
+    /// Index of the server in its backend.
+    server: usize,
+    /// Requests it served before the current one (0: a new connection).
+    uses: u32,
+    /// The exchange's place on the server; `None` between exchanges.
+    slot: Option<ActiveSlot>,
 }
 
-/// What went wrong waiting for a response head.
-enum ResponseError {
+/// Why an attempt to get a response failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Writing the request failed; `nothing_sent`: not one byte was accepted.
+    Send {
+        nothing_sent: bool,
+    },
     /// The server closed or failed before sending any byte.
     Empty,
     Timeout,
     Invalid,
+    /// A final status listed in `retry_on`.
+    Status,
 }
 
 struct Session {
@@ -90,6 +107,8 @@ struct Session {
     resp: head::Response,
     server: Option<ServerConn>,
     served: u32,
+    /// Backend and server of the previous exchange (`prefer_last_server`).
+    last_server: Option<(usize, usize)>,
     /// Fired when the shard begins to stop: idle connections close at once.
     stopping: AbortHandle,
 }
@@ -124,6 +143,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         resp: head::Response::default(),
         server: None,
         served: 0,
+        last_server: None,
     };
     let end = futures_lite::future::or(s.run(), async {
         abort.fired().await;
@@ -133,9 +153,10 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     if end != End::Tunnel {
         s.close_client(end == End::Linger).await;
     }
-    if let Some(server) = s.server.take() {
-        close_server(server, &shard);
-    }
+    // Still in an exchange (the shard's grace period ended it): the server may be
+    // sending.
+    let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
+    s.drop_server(mid_exchange);
     shard.http_buffers.give(s.client.into_buffer());
 }
 
@@ -278,16 +299,29 @@ impl Session {
             return Err(self.refuse(503, "no backend serves this request").await);
         };
         let be = &shard.config.backends[backend];
+        let mode = KeepAlive::combine(fe.http.keep_alive, be.http.keep_alive);
+        let pretend = fe.http.pretend_keep_alive || be.http.pretend_keep_alive;
         let last =
             fe.http.max_keep_alive_requests != 0 && self.served >= fe.http.max_keep_alive_requests;
         let client_version = self.req.head.version;
-        let mut client_keep = self.req.head.keep_alive() && !last;
+        let mut client_keep = self.req.head.keep_alive() && !last && mode != KeepAlive::Close;
         let method = self.req.method;
         let req_body = self.req.head.body;
         let head_len = self.req.head.len;
         let upgrade = self.req.upgrade;
         let bodiless = matches!(req_body, Body::None | Body::Length(0));
         let expect = self.req.expect_continue && !bodiless && client_version == Version::Http11;
+        // The whole request (head and body) is in the client buffer: it can be sent
+        // again. Its length then.
+        let held = match req_body {
+            Body::None => Some(head_len),
+            Body::Length(n) if !expect => usize::try_from(n)
+                .ok()
+                .and_then(|n| n.checked_add(head_len))
+                .filter(|&total| total <= self.client.data().len()),
+            _ => None,
+        };
+        let retryable = held.is_some() && method.is_idempotent();
         let forwarded_for = fe.http.forward_for.as_ref().map(|ff| {
             self.peer
                 .filter(|ip| !ff.except.iter().any(|net| net.contains(*ip)))
@@ -300,6 +334,12 @@ impl Session {
             },
             connection: if upgrade {
                 Connection::Upgrade
+            } else if mode != KeepAlive::KeepAlive && !pretend {
+                // Closing after this exchange: say so where HTTP/1.1 needs it.
+                match client_version {
+                    Version::Http11 => Connection::Close,
+                    Version::Http10 => Connection::Default,
+                }
             } else if client_version == Version::Http10 {
                 Connection::KeepAlive
             } else {
@@ -311,94 +351,106 @@ impl Session {
         };
         let splice = fe.splice.then_some(&shard.relay_buffers);
 
-        // Send the request; a request without a body may be sent again on a fresh
-        // connection if a reused one turns out dead before any response byte.
-        let mut retried = false;
+        let mut budget = be.retries;
+        let mut race_retry = true;
+        let mut fresh = false;
+        let mut tried = TriedSet::default();
         let mut body_sent = true;
         loop {
-            self.server_for(backend).await?;
+            self.server_for(backend, retryable, fresh, &mut tried, &mut budget)
+                .await?;
             let server = self.server.as_mut().expect("server_for sets it");
-            let reused = server.reused;
+            let reused = server.uses > 0;
+            let index = server.server;
+            let state = Rc::clone(&shard.backends[backend].servers[server.server]);
+            if reused {
+                PoolCounters::add(&state.pool.reused);
+            }
             self.out.clear();
             rewrite::request_head(&mut self.out, self.client.data(), &self.req, &extras);
-            let sent = if bodiless {
-                // The head stays in the client buffer until the response comes (retry).
-                body::flush(&mut self.out, &mut server.conn.stream).await
+            let mut failure = if let Some(total) = held {
+                // Head and body leave together; the client buffer keeps them until the
+                // response comes, for a retry.
+                self.out
+                    .extend_from_slice(&self.client.data()[head_len..total]);
+                send(&mut self.out, &mut server.conn.stream).await.err()
             } else {
-                self.client.consume(head_len);
-                let _ = self.client.stream.set_read_timeout(Some(fe.timeout_client));
-                if expect {
-                    match self.await_continue(client_version).await {
-                        Ok(true) => {}
-                        Ok(false) => body_sent = false,
-                        Err(end) => return Err(end),
+                // A streamed body: the head goes alone first, so that a dead connection
+                // shows before any body byte is taken from the client.
+                match send(&mut self.out, &mut server.conn.stream).await {
+                    Err(f) => Some(f),
+                    Ok(()) => {
+                        self.client.consume(head_len);
+                        self.send_body(client_version, expect, req_body, &mut body_sent)
+                            .await?;
+                        None
                     }
                 }
-                let server = self.server.as_mut().expect("still held");
-                if body_sent {
-                    body::forward(
-                        &mut self.client,
-                        &mut server.conn.stream,
-                        &mut self.out,
-                        req_body,
-                        Coding::AsReceived,
-                        None,
-                    )
-                    .await
-                    .map(|_| ())
-                } else {
-                    Ok(())
-                }
             };
-            match sent {
-                Ok(()) => {}
-                Err(BodyError::Destination(_)) if reused && bodiless && !retried => {
-                    self.drop_server();
-                    retried = true;
-                    continue;
-                }
-                Err(BodyError::Destination(_)) => {
-                    self.drop_server();
-                    return Err(self.refuse(502, "the server connection failed").await);
-                }
-                Err(BodyError::Framing(reason)) => {
-                    self.drop_server();
-                    return Err(self.refuse(400, reason).await);
-                }
-                Err(BodyError::Source(_)) => {
-                    // The client went away or stalled mid-body.
-                    self.drop_server();
-                    return Err(End::Close);
-                }
+            if failure.is_none() {
+                failure = match self.read_response(method, client_version).await {
+                    // A listed status is retried only when it can be; else it is the
+                    // answer.
+                    Ok(())
+                        if retryable && budget > 0 && be.http.retry_on.status(self.resp.status) =>
+                    {
+                        Some(Failure::Status)
+                    }
+                    Ok(()) => None,
+                    Err(f) => Some(f),
+                };
             }
-            match self.read_response(method, client_version).await {
-                Ok(()) => break,
-                Err(ResponseError::Empty) if reused && bodiless && !retried => {
-                    let c = &self.shard.counters;
-                    c.http_retries.set(c.http_retries.get() + 1);
-                    self.drop_server();
-                    retried = true;
+            let Some(failure) = failure else { break };
+
+            // A replay is possible when nothing of the request reached the server, or
+            // when it is idempotent and held whole.
+            let nothing_sent = failure == Failure::Send { nothing_sent: true };
+            let can_replay = nothing_sent || retryable;
+            let before_response = matches!(failure, Failure::Send { .. } | Failure::Empty);
+            let retry_on = &be.http.retry_on;
+            let listed = match failure {
+                Failure::Send { nothing_sent: true } => retry_on.conn_failure,
+                Failure::Send {
+                    nothing_sent: false,
                 }
-                Err(e) => {
-                    self.drop_server();
-                    let (status, detail) = match e {
-                        ResponseError::Timeout => (504, "the server did not answer in time"),
-                        ResponseError::Empty => (502, "the server closed without answering"),
-                        ResponseError::Invalid => (502, "the server sent an invalid response"),
-                    };
-                    return Err(self.refuse(status, detail).await);
-                }
+                | Failure::Empty => retry_on.empty_response,
+                Failure::Timeout => retry_on.response_timeout,
+                Failure::Invalid => retry_on.junk_response,
+                Failure::Status => true,
+            };
+            // Input may be left on the connection unless it failed outright.
+            self.drop_server(!before_response);
+            if can_replay && reused && before_response && race_retry {
+                // The server closed this idle connection as it was taken.
+                race_retry = false;
+            } else if can_replay && listed && budget > 0 {
+                budget -= 1;
+                tried.insert(index, shard.backends[backend].servers.len());
+            } else {
+                let (status, detail) = match failure {
+                    Failure::Send { .. } => (502, "the server connection failed"),
+                    Failure::Timeout => (504, "the server did not answer in time"),
+                    Failure::Empty => (502, "the server closed without answering"),
+                    Failure::Invalid | Failure::Status => {
+                        (502, "the server sent an invalid response")
+                    }
+                };
+                return Err(self.refuse(status, detail).await);
             }
+            PoolCounters::add(&state.pool.retried);
+            let c = &shard.counters;
+            c.http_retries.set(c.http_retries.get() + 1);
+            fresh = true;
         }
-        if bodiless {
-            self.client.consume(head_len);
+        if let Some(total) = held {
+            self.client.consume(total);
         }
 
         let server = self.server.as_mut().expect("a response came from it");
         let status = self.resp.status;
         if status == 101 {
             if !upgrade {
-                self.drop_server();
+                self.drop_server(true);
                 return Err(self.refuse(502, "unexpected 101 response").await);
             }
             self.tunnel(be).await;
@@ -436,10 +488,14 @@ impl Session {
             (false, Version::Http11) => Connection::Close,
             _ => Connection::Default,
         };
+        server.uses += 1;
+        let max_reuse = be.http.pool_max_reuse;
         let server_keep = self.resp.head.keep_alive()
             && !self.resp.head.ambiguous
             && resp_body != Body::UntilClose
-            && body_sent;
+            && body_sent
+            && mode == KeepAlive::KeepAlive
+            && (max_reuse == 0 || server.uses < max_reuse);
         self.out.clear();
         rewrite::response_head(&mut self.out, server.conn.data(), &self.resp, framing, conn);
         server.conn.consume(self.resp.head.len);
@@ -452,25 +508,62 @@ impl Session {
             splice,
         )
         .await;
-        match forwarded {
-            Ok(_) => {}
-            Err(_) => {
-                // Half a response was sent: nothing to answer, close both sides.
-                self.drop_server();
-                return Err(End::Close);
-            }
+        if forwarded.is_err() {
+            // Half a response was sent: nothing to answer, close both sides.
+            self.drop_server(true);
+            return Err(End::Close);
         }
-        let server = self.server.as_mut().expect("still held");
-        if !server_keep || !server.conn.data().is_empty() {
-            self.drop_server();
-        } else {
-            server.reused = true;
-        }
+        self.release_server(server_keep);
         if !body_sent {
             // The client may still be sending the body the server did not want.
             return Err(End::Linger);
         }
         Ok(client_keep)
+    }
+
+    /// Streams a request body the client buffer does not hold whole (after the head
+    /// was sent): waits for `100 Continue` first when the client asked for it.
+    /// `body_sent` is cleared when the server answered before wanting the body. Errors
+    /// end the exchange: a streamed body is never sent twice.
+    async fn send_body(
+        &mut self,
+        client_version: Version,
+        expect: bool,
+        req_body: Body,
+        body_sent: &mut bool,
+    ) -> Result<(), End> {
+        let timeout_client = self.frontend().timeout_client;
+        let _ = self.client.stream.set_read_timeout(Some(timeout_client));
+        if expect && !self.await_continue(client_version).await? {
+            *body_sent = false;
+            return Ok(());
+        }
+        let server = self.server.as_mut().expect("held");
+        let sent = body::forward(
+            &mut self.client,
+            &mut server.conn.stream,
+            &mut self.out,
+            req_body,
+            Coding::AsReceived,
+            None,
+        )
+        .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(BodyError::Destination(_)) => {
+                self.drop_server(true);
+                Err(self.refuse(502, "the server connection failed").await)
+            }
+            Err(BodyError::Framing(reason)) => {
+                self.drop_server(true);
+                Err(self.refuse(400, reason).await)
+            }
+            Err(BodyError::Source(_)) => {
+                // The client went away or stalled mid-body.
+                self.drop_server(true);
+                Err(End::Close)
+            }
+        }
     }
 
     /// After a head with `Expect: 100-continue` was sent: waits (briefly) for the
@@ -480,7 +573,7 @@ impl Session {
         let server = self.server.as_mut().expect("held");
         let flushed = body::flush(&mut self.out, &mut server.conn.stream).await;
         if flushed.is_err() {
-            self.drop_server();
+            self.drop_server(false);
             return Err(self.refuse(502, "the server connection failed").await);
         }
         let timeout = self.shard.config.backends[server.backend].timeout_server;
@@ -540,7 +633,7 @@ impl Session {
         &mut self,
         method: Method,
         client_version: Version,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<(), Failure> {
         let timeout = {
             let server = self.server.as_ref().expect("held");
             self.shard.config.backends[server.backend].timeout_server
@@ -558,69 +651,163 @@ impl Session {
                         }
                         let len = self.resp.head.len;
                         if self.pass_interim(client_version).await.is_err() {
-                            return Err(ResponseError::Invalid);
+                            return Err(Failure::Invalid);
                         }
                         self.server.as_mut().expect("held").conn.consume(len);
                         continue;
                     }
-                    Ok(Parsed::Partial) if server.conn.is_full() => {
-                        return Err(ResponseError::Invalid)
-                    }
+                    Ok(Parsed::Partial) if server.conn.is_full() => return Err(Failure::Invalid),
                     Ok(Parsed::Partial) => {}
-                    Err(_) => return Err(ResponseError::Invalid),
+                    Err(_) => return Err(Failure::Invalid),
                 }
             }
             let server = self.server.as_mut().expect("held");
             let _ = server.conn.stream.set_read_timeout(Some(timeout));
             match server.conn.fill().await {
-                Ok(0) if !any => return Err(ResponseError::Empty),
-                Ok(0) => return Err(ResponseError::Invalid),
+                Ok(0) if !any => return Err(Failure::Empty),
+                Ok(0) => return Err(Failure::Invalid),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(ResponseError::Timeout)
-                }
-                Err(_) if !any => return Err(ResponseError::Empty),
-                Err(_) => return Err(ResponseError::Invalid),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Failure::Timeout),
+                Err(_) if !any => return Err(Failure::Empty),
+                Err(_) => return Err(Failure::Invalid),
             }
         }
     }
 
-    /// Makes sure `self.server` is a connection to `backend`: the one kept from the
-    /// previous request, or a new one.
-    async fn server_for(&mut self, backend: usize) -> Result<(), End> {
-        if self.server.as_ref().is_some_and(|s| s.backend == backend) {
-            return Ok(());
-        }
-        self.drop_server();
+    /// Makes `self.server` a connection to a server of `backend`, with a place taken on
+    /// that server: the one this client connection keeps (`http_reuse = "never"`), an
+    /// idle one from the shard's pool when the reuse policy allows it for this request
+    /// (`retryable`: the proxy could send it again), or a new one. `fresh`: a new one
+    /// only (a retry). Connection failures go on to another server while `retry_on`
+    /// has `conn-failure` and `budget` lasts; then 503.
+    async fn server_for(
+        &mut self,
+        backend: usize,
+        retryable: bool,
+        fresh: bool,
+        tried: &mut TriedSet,
+        budget: &mut u32,
+    ) -> Result<(), End> {
         let shard = Rc::clone(&self.shard);
         let be = &shard.config.backends[backend];
         let state = &shard.backends[backend];
-        let Some((stream, slot)) = crate::l4::connect(state, be.timeout_connect, be.retries).await
-        else {
-            state.no_server.set(state.no_server.get() + 1);
-            return Err(self.refuse(503, "no server is available").await);
-        };
-        let _ = stream.set_nodelay(true);
-        let fe = self.frontend();
-        if fe.splice
-            && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&stream)).is_err()
-        {
-            return Err(self.refuse(503, "no server is available").await);
+        if let Some(s) = self.server.as_mut() {
+            if s.backend == backend && !fresh {
+                if let Some(slot) = state.acquire_server(s.server) {
+                    s.slot = Some(slot);
+                    return Ok(());
+                }
+            }
         }
-        let _ = stream.set_write_timeout(Some(be.timeout_server));
-        let _ = stream.set_read_timeout(Some(be.timeout_server));
-        self.server = Some(ServerConn {
-            conn: Conn::new(stream, shard.http_buffers.take(SERVER_BUFFER)),
-            backend,
-            reused: false,
-            _slot: slot,
-        });
-        Ok(())
+        self.drop_server(false);
+        let want = if fresh {
+            None
+        } else {
+            reuse_for(be.http.reuse, self.served == 1, retryable)
+        };
+        loop {
+            // The previous server of this client, when it has an idle connection.
+            let last = match (want, self.last_server) {
+                (Some(_), Some((b, i))) if be.http.prefer_last_server && b == backend => {
+                    (!tried.contains(i) && shard.http_pools.idle(b, i) > 0)
+                        .then(|| state.acquire_server(i))
+                        .flatten()
+                }
+                _ => None,
+            };
+            let Some(slot) = last.or_else(|| state.acquire(tried)) else {
+                state.no_server.set(state.no_server.get() + 1);
+                return Err(self.refuse(503, "no server is available").await);
+            };
+            let index = slot.index;
+            if let Some(want) = want {
+                if let Some(idle) = shard
+                    .http_pools
+                    .checkout(backend, index, want, &slot.server)
+                {
+                    self.server = Some(ServerConn {
+                        conn: Conn::new(idle.conn, shard.http_buffers.take(SERVER_BUFFER)),
+                        backend,
+                        server: index,
+                        uses: idle.uses,
+                        slot: Some(slot),
+                    });
+                    return Ok(());
+                }
+            }
+            let server = Rc::clone(&slot.server);
+            match TcpStream::connect_timeout(server.address, be.timeout_connect).await {
+                Ok(stream) => {
+                    server.sessions.set(server.sessions.get() + 1);
+                    PoolCounters::add(&server.pool.opened);
+                    let _ = stream.set_nodelay(true);
+                    if self.frontend().splice
+                        && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(
+                            &stream,
+                        ))
+                        .is_err()
+                    {
+                        return Err(self.refuse(503, "no server is available").await);
+                    }
+                    let _ = stream.set_write_timeout(Some(be.timeout_server));
+                    self.server = Some(ServerConn {
+                        conn: Conn::new(stream, shard.http_buffers.take(SERVER_BUFFER)),
+                        backend,
+                        server: index,
+                        uses: 0,
+                        slot: Some(slot),
+                    });
+                    return Ok(());
+                }
+                Err(_) => {
+                    server
+                        .connect_failures
+                        .set(server.connect_failures.get() + 1);
+                    tried.insert(index, state.servers.len());
+                    if be.http.retry_on.conn_failure && *budget > 0 {
+                        *budget -= 1;
+                        continue;
+                    }
+                    state.no_server.set(state.no_server.get() + 1);
+                    return Err(self.refuse(503, "no server is available").await);
+                }
+            }
+        }
     }
 
-    fn drop_server(&mut self) {
+    /// After a complete exchange: the server connection goes back to the shard's pool
+    /// (or stays with this client, `http_reuse = "never"`) when `keep`, else closes.
+    fn release_server(&mut self, keep: bool) {
+        let Some(mut s) = self.server.take() else {
+            return;
+        };
+        s.slot = None;
+        self.last_server = Some((s.backend, s.server));
+        if !keep || !s.conn.data().is_empty() {
+            let pending = !s.conn.data().is_empty();
+            self.server = Some(s);
+            self.drop_server(pending);
+            return;
+        }
+        if self.shard.config.backends[s.backend].http.reuse == HttpReuse::Never {
+            self.server = Some(s);
+            return;
+        }
+        let (stream, buf) = s.conn.into_parts();
+        self.shard.http_buffers.give(buf);
+        self.shard
+            .http_pools
+            .checkin(&self.shard, s.backend, s.server, stream, s.uses);
+    }
+
+    /// Closes the server connection, with a FIN. `pending`: the server may still be
+    /// sending (an exchange was cut short), so its input is drained first.
+    fn drop_server(&mut self, pending: bool) {
         if let Some(s) = self.server.take() {
-            close_server(s, &self.shard);
+            let state = &self.shard.backends[s.backend].servers[s.server];
+            let (stream, buf) = s.conn.into_parts();
+            self.shard.http_buffers.give(buf);
+            self.shard.http_pools.close(stream, pending, state);
         }
     }
 
@@ -697,10 +884,23 @@ impl Session {
     }
 }
 
-/// Closes a server connection with FIN (the proxy never resets a server on a normal
-/// path).
-fn close_server(server: ServerConn, shard: &Shard) {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&server.conn.stream);
-    let _ = crate::l4::splice::shutdown_write(fd);
-    shard.http_buffers.give(server.conn.into_buffer());
+/// Sends `out` whole and clears it. `Err` says how far it got: `nothing_sent` when not
+/// one byte was accepted (then the request can be sent elsewhere, whatever it is).
+async fn send(out: &mut Vec<u8>, stream: &mut TcpStream) -> Result<(), Failure> {
+    let mut sent = 0;
+    let result = loop {
+        if sent == out.len() {
+            break Ok(());
+        }
+        match stream.write(&out[sent..]).await {
+            Ok(0) | Err(_) => {
+                break Err(Failure::Send {
+                    nothing_sent: sent == 0,
+                })
+            }
+            Ok(n) => sent += n,
+        }
+    };
+    out.clear();
+    result
 }

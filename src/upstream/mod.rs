@@ -12,6 +12,7 @@
 //! that a busy shard cannot borrow an idle shard's share.
 
 pub mod balance;
+pub mod pool;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub struct ServerState {
     pub connect_failures: Cell<u64>,
     /// Sessions established with this server.
     pub sessions: Cell<u64>,
+    /// http mode: its connections' lives (opened, reused, retried, closed).
+    pub pool: pool::PoolCounters,
 }
 
 impl ServerState {
@@ -73,6 +76,7 @@ impl BackendState {
                     active: Cell::new(0),
                     connect_failures: Cell::new(0),
                     sessions: Cell::new(0),
+                    pool: Default::default(),
                 })
             })
             .collect::<Vec<_>>();
@@ -123,6 +127,23 @@ impl BackendState {
         let server = Rc::clone(&self.servers[index]);
         server.active.set(server.active.get() + 1);
         Some(ActiveSlot { index, server })
+    }
+}
+
+impl BackendState {
+    /// Takes a place on server `index` if it has room (its share of `maxconn`) and
+    /// weight; `None` otherwise.
+    pub fn acquire_server(&self, index: usize) -> Option<ActiveSlot> {
+        let server = self.servers.get(index)?;
+        let full = server.limit.is_some_and(|l| server.active.get() >= l);
+        if full || server.weight == 0 {
+            return None;
+        }
+        server.active.set(server.active.get() + 1);
+        Some(ActiveSlot {
+            index,
+            server: Rc::clone(server),
+        })
     }
 }
 

@@ -10,7 +10,8 @@
 //! ones close after their response); established sessions run on until they end or
 //! `global.grace` has passed; then the
 //! shard's [`abort::AbortSignal`] fires, every remaining session ends and closes its
-//! sockets, and the shard returns with no session left behind.
+//! sockets, and the shard returns with no session left behind. Idle pooled server
+//! connections are closed when the stop begins.
 
 use std::cell::Cell;
 use std::os::fd::IntoRawFd;
@@ -84,6 +85,8 @@ pub struct Shard {
     pub relay_buffers: crate::l4::splice::RelayBuffers,
     /// Input buffers of http connections, reused across connections.
     pub http_buffers: crate::http::body::BufferPool,
+    /// Idle server connections of the http backends, shared by all clients of the shard.
+    pub http_pools: crate::http::pool::Pools,
     /// Fired when the grace period after a stop is over: every session ends.
     pub abort: Rc<AbortSignal>,
     /// Fired when the shard begins to stop: idle keep-alive connections close at once.
@@ -95,6 +98,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: usize, shards: usize, config: Arc<Config>) -> Shard {
         let backends = shard_backends(&config, id, shards);
+        let http_pools = crate::http::pool::Pools::new(&config);
         Shard {
             id,
             config,
@@ -102,6 +106,7 @@ impl Shard {
             counters: ShardCounters::default(),
             relay_buffers: Default::default(),
             http_buffers: Default::default(),
+            http_pools,
             abort: Default::default(),
             stopping_signal: Default::default(),
             stopping: Cell::new(false),
@@ -128,6 +133,10 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
         let task = glommio::spawn_local(accept_loop(Rc::clone(&shard), l.frontend, listener));
         loops.push(task);
     }
+    let watcher = shard
+        .http_pools
+        .any()
+        .then(|| glommio::spawn_local(crate::http::pool::watch(Rc::clone(&shard))));
     while !stop.is_requested() {
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
     }
@@ -163,6 +172,14 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
         while shard.counters.active.get() > 0 {
             glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
         }
+    }
+    // The pool watcher closed the idle server connections when the stop began; closing
+    // connections that are draining end within their own bound.
+    if let Some(w) = watcher {
+        w.await;
+    }
+    while shard.http_pools.draining.get() > 0 {
+        glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
     }
 }
 

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod http;
+
 use ringproxy::config::Config;
 use ringproxy::runtime::{self, Running};
 
@@ -269,10 +271,17 @@ pub struct Recorder {
     pub addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     finished: Arc<AtomicUsize>,
+    resets: Arc<AtomicUsize>,
     log: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Recorder {
+    /// Reads that failed with `ECONNRESET`: the peer (the proxy) sent an RST instead of
+    /// a FIN while this origin was reading.
+    pub fn resets(&self) -> usize {
+        self.resets.load(Ordering::SeqCst)
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
@@ -302,13 +311,18 @@ pub struct RecordedConn {
     /// Bytes received and not yet taken by the handler.
     pub pending: Vec<u8>,
     log: Arc<Mutex<Vec<Vec<u8>>>>,
+    resets: Arc<AtomicUsize>,
 }
 
 impl RecordedConn {
     /// Waits for more bytes, records them and appends them to `pending`; `Ok(0)` at EOF.
     pub fn fill(&mut self) -> io::Result<usize> {
         let mut buf = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut buf)?;
+        let n = self.stream.read(&mut buf).inspect_err(|e| {
+            if e.kind() == io::ErrorKind::ConnectionReset {
+                self.resets.fetch_add(1, Ordering::SeqCst);
+            }
+        })?;
         self.log.lock().unwrap()[self.index].extend_from_slice(&buf[..n]);
         self.pending.extend_from_slice(&buf[..n]);
         Ok(n)
@@ -331,11 +345,13 @@ pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'sta
     let accepted = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let log: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let resets = Arc::new(AtomicUsize::new(0));
     let handler = Arc::new(handler);
-    let (count, done, conns) = (
+    let (count, done, conns, rst) = (
         Arc::clone(&accepted),
         Arc::clone(&finished),
         Arc::clone(&log),
+        Arc::clone(&resets),
     );
     thread::spawn(move || {
         for conn in listener.incoming() {
@@ -346,8 +362,12 @@ pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'sta
                 log.len() - 1
             };
             count.fetch_add(1, Ordering::SeqCst);
-            let (handler, log, done) =
-                (Arc::clone(&handler), Arc::clone(&conns), Arc::clone(&done));
+            let (handler, log, done, resets) = (
+                Arc::clone(&handler),
+                Arc::clone(&conns),
+                Arc::clone(&done),
+                Arc::clone(&rst),
+            );
             thread::spawn(move || {
                 stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
                 stream.set_write_timeout(Some(IO_TIMEOUT)).ok();
@@ -356,6 +376,7 @@ pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'sta
                     index,
                     pending: Vec::new(),
                     log,
+                    resets,
                 };
                 handler(&mut c);
                 c.shutdown_write();
@@ -368,6 +389,7 @@ pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'sta
         addr,
         accepted,
         finished,
+        resets,
         log,
     }
 }

@@ -1,0 +1,323 @@
+//! The shard's pools of idle server connections, shared by every client of the shard.
+//!
+//! Owns the sockets of idle connections (one [`IdlePool`] per server of each http
+//! backend), the watching of them, and the clean closing of server connections. The
+//! decisions (order, bounds, expiry, who may reuse what) are [`crate::upstream::pool`]'s.
+//!
+//! Watching costs no system call per request: when a connection is returned, one
+//! non-blocking read attempt registers the watcher task's waker on the socket's pending
+//! read poll (glommio keeps one armed after every short read), so a FIN, bytes or an
+//! error on an idle connection wakes the watcher, which closes it at once. The same
+//! attempt, made with no waker at checkout, proves a connection alive before a request
+//! goes on it. The watcher also closes connections idle for `pool_idle_timeout` and,
+//! when the shard stops, every idle connection.
+//!
+//! Closing: a server connection is closed with `shutdown(SHUT_WR)` (a FIN) and then
+//! released; when unread input may be left (an exchange was cut short, an idle server
+//! sent bytes), a short task first reads and discards it to the server's FIN, because
+//! closing a socket with unread input makes the kernel send an RST.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncReadExt};
+use glommio::net::TcpStream;
+
+use crate::config::{Config, Mode};
+use crate::upstream::pool::{Idle, IdlePool, PoolCounters, Want};
+use crate::upstream::ServerState;
+use crate::worker::Shard;
+
+/// How long, and how many bytes, a closing server connection is drained for.
+pub const DRAIN_TIME: Duration = Duration::from_secs(1);
+pub const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// Idle connections of every http backend's servers on one shard.
+pub struct Pools {
+    /// `[backend][server]`; empty for tcp backends.
+    pools: Vec<Vec<RefCell<IdlePool<TcpStream>>>>,
+    /// `pool_idle_timeout` per backend.
+    timeouts: Vec<Duration>,
+    /// The watcher task's waker, registered on every idle socket.
+    waker: RefCell<Option<Waker>>,
+    /// Closing connections still being drained.
+    pub draining: Rc<Cell<usize>>,
+}
+
+/// What a non-blocking look at an idle socket saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Nothing to read: still open.
+    Alive,
+    /// The server closed it (or it failed).
+    Closed,
+    /// The server sent bytes nobody asked for.
+    Bytes,
+}
+
+fn probe(stream: &mut TcpStream, cx: &mut Context<'_>) -> Probe {
+    let mut buf = [0u8; 64];
+    match Pin::new(stream).poll_read(cx, &mut buf) {
+        Poll::Pending => Probe::Alive,
+        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Probe::Closed,
+        Poll::Ready(Ok(_)) => Probe::Bytes,
+    }
+}
+
+impl Pools {
+    pub fn new(config: &Config) -> Pools {
+        let pools = config
+            .backends
+            .iter()
+            .map(|b| match b.mode {
+                Mode::Http => b.servers.iter().map(|_| RefCell::default()).collect(),
+                Mode::Tcp => Vec::new(),
+            })
+            .collect();
+        Pools {
+            pools,
+            timeouts: config
+                .backends
+                .iter()
+                .map(|b| b.http.pool_idle_timeout)
+                .collect(),
+            waker: RefCell::new(None),
+            draining: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// Whether any backend pools connections (else no watcher is needed).
+    pub fn any(&self) -> bool {
+        self.pools.iter().any(|p| !p.is_empty())
+    }
+
+    /// Idle connections held for one server.
+    pub fn idle(&self, backend: usize, server: usize) -> usize {
+        self.pools[backend][server].borrow().len()
+    }
+
+    /// Takes a live idle connection to `server` that `want` allows; dead ones met on the
+    /// way are closed.
+    pub fn checkout(
+        &self,
+        backend: usize,
+        server: usize,
+        want: Want,
+        state: &Rc<ServerState>,
+    ) -> Option<Idle<TcpStream>> {
+        let pool = &self.pools[backend][server];
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            let mut idle = pool.borrow_mut().checkout(want)?;
+            match probe(&mut idle.conn, &mut cx) {
+                Probe::Alive => return Some(idle),
+                p => {
+                    PoolCounters::add(&state.pool.closed_by_peer_idle);
+                    self.close(idle.conn, p == Probe::Bytes, state);
+                }
+            }
+        }
+    }
+
+    /// Returns a connection after a complete exchange (its input buffer was empty).
+    pub fn checkin(
+        &self,
+        shard: &Shard,
+        backend: usize,
+        server: usize,
+        mut stream: TcpStream,
+        uses: u32,
+    ) {
+        let state = &shard.backends[backend].servers[server];
+        if shard.stopping.get() {
+            close_clean(stream);
+            return;
+        }
+        // The idle wait is the pool's: no read timeout may fire into the watcher.
+        let _ = stream.set_read_timeout(None);
+        let waker = self.waker.borrow().clone();
+        let mut cx = Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
+        match probe(&mut stream, &mut cx) {
+            Probe::Alive => {}
+            p => {
+                PoolCounters::add(&state.pool.closed_by_peer_idle);
+                self.close(stream, p == Probe::Bytes, state);
+                return;
+            }
+        }
+        let max_idle = shard.config.backends[backend].http.pool_max_idle;
+        let evicted = self.pools[backend][server].borrow_mut().checkin(
+            stream,
+            uses,
+            Instant::now(),
+            max_idle,
+        );
+        if let Some(old) = evicted {
+            PoolCounters::add(&state.pool.evicted);
+            close_clean(old);
+        }
+    }
+
+    /// Closes a server connection with a FIN, draining first when input may be pending.
+    pub fn close(&self, stream: TcpStream, pending: bool, state: &Rc<ServerState>) {
+        if pending {
+            self.close_draining(stream, state);
+        } else {
+            close_clean(stream);
+        }
+    }
+
+    fn close_draining(&self, stream: TcpStream, state: &Rc<ServerState>) {
+        let _ = crate::l4::splice::shutdown_write(stream.as_raw_fd());
+        let draining = Rc::clone(&self.draining);
+        draining.set(draining.get() + 1);
+        let state = Rc::clone(state);
+        glommio::spawn_local(async move {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let start = Instant::now();
+            let mut read = 0usize;
+            let clean = loop {
+                let left = DRAIN_TIME.saturating_sub(start.elapsed());
+                if left.is_zero() || read >= DRAIN_BYTES {
+                    break false;
+                }
+                let _ = stream.set_read_timeout(Some(left));
+                match stream.read(&mut buf).await {
+                    Ok(0) => break true,
+                    Ok(n) => read += n,
+                    Err(e) => break e.kind() != io::ErrorKind::TimedOut,
+                }
+            };
+            if !clean {
+                PoolCounters::add(&state.pool.unclean_closes);
+            }
+            drop(stream);
+            draining.set(draining.get() - 1);
+        })
+        .detach();
+    }
+
+    /// Watches the idle sockets: closes those that saw a FIN, bytes or an error.
+    /// `Ready` when it closed any.
+    fn scan(&self, shard: &Shard, cx: &mut Context<'_>) -> Poll<()> {
+        {
+            let mut w = self.waker.borrow_mut();
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        let mut closed_any = false;
+        for (b, servers) in self.pools.iter().enumerate() {
+            for (s, pool) in servers.iter().enumerate() {
+                let state = &shard.backends[b].servers[s];
+                pool.borrow_mut().remove_dead(
+                    |stream| match probe(stream, cx) {
+                        Probe::Alive => None,
+                        p => Some(p),
+                    },
+                    |stream, p| {
+                        closed_any = true;
+                        PoolCounters::add(&state.pool.closed_by_peer_idle);
+                        // A FIN or an error leaves nothing to read; bytes might.
+                        self.close(stream, p == Probe::Bytes, state);
+                    },
+                );
+            }
+        }
+        if closed_any {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Closes the connections idle too long; returns when the next one will be.
+    fn expire(&self, shard: &Shard, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for (b, servers) in self.pools.iter().enumerate() {
+            let timeout = self.timeouts[b];
+            for (s, pool) in servers.iter().enumerate() {
+                let mut pool = pool.borrow_mut();
+                while let Some(stream) = pool.expire(now, timeout) {
+                    PoolCounters::add(&shard.backends[b].servers[s].pool.expired);
+                    close_clean(stream);
+                }
+                if let Some(t) = pool.next_expiry(timeout) {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+        }
+        next
+    }
+
+    /// Closes every idle connection (the shard is stopping).
+    fn purge(&self) {
+        for servers in &self.pools {
+            for pool in servers {
+                for stream in pool.borrow_mut().drain() {
+                    close_clean(stream);
+                }
+            }
+        }
+    }
+
+    /// The shortest `pool_idle_timeout` of the pooling backends.
+    fn shortest_timeout(&self) -> Duration {
+        self.pools
+            .iter()
+            .zip(&self.timeouts)
+            .filter(|(p, _)| !p.is_empty())
+            .map(|(_, t)| *t)
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// FIN, then release: for connections with nothing left to read.
+pub fn close_clean(stream: TcpStream) {
+    let _ = crate::l4::splice::shutdown_write(stream.as_raw_fd());
+    drop(stream);
+}
+
+/// The shard's pool watcher: runs until the shard stops, then closes every idle
+/// connection.
+pub async fn watch(shard: Rc<Shard>) {
+    let stopping = shard.stopping_signal.register();
+    let pools = &shard.http_pools;
+    // A connection returned while the watcher sleeps expires no sooner than this after
+    // it, so waking at least this often never misses an expiry.
+    let tick = pools.shortest_timeout();
+    loop {
+        let now = Instant::now();
+        let wake = pools
+            .expire(&shard, now)
+            .map_or(now + tick, |t| t.min(now + tick));
+        let stop = futures_lite::future::or(
+            async {
+                futures_lite::future::poll_fn(|cx| pools.scan(&shard, cx)).await;
+                false
+            },
+            futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(wake.saturating_duration_since(now)).await;
+                    false
+                },
+                async {
+                    stopping.fired().await;
+                    true
+                },
+            ),
+        )
+        .await;
+        if stop {
+            pools.purge();
+            return;
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Idle server connections of one server on one shard, and the rules for reusing them.
+//!
+//! Owns the decisions, not the sockets' I/O: which idle connection a request may take
+//! ([`IdlePool::checkout`], [`reuse_for`]), which one goes when the pool is full
+//! ([`IdlePool::checkin`]), and which have waited too long ([`IdlePool::expire`]). The
+//! connection type is a parameter, so all of it is tested without sockets; the http
+//! module stores glommio streams in it and does the watching and closing.
+//!
+//! Order: the most recently returned connection is reused first (it is the least likely
+//! to have been closed by the server, and the surplus at the other end ages out), and
+//! the oldest is the first to expire or to make room.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::HttpReuse;
+
+/// An idle connection and what the pool knows of it.
+#[derive(Debug)]
+pub struct Idle<C> {
+    pub conn: C,
+    /// When it was returned.
+    pub since: Instant,
+    /// Requests it has served.
+    pub uses: u32,
+}
+
+/// Which idle connections a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Any idle connection.
+    Any,
+    /// Only one that has served at least two requests: the server has shown that it
+    /// keeps connections open (`http_reuse = "aggressive"`, a first request that cannot
+    /// be retried).
+    Proven,
+}
+
+/// Whether a request may go on a pooled connection, and on which ones. `first`: the
+/// first request of its client connection; `retryable`: the proxy can send it again on
+/// a new connection if a pooled one turns out dead (idempotent, and held whole).
+pub fn reuse_for(policy: HttpReuse, first: bool, retryable: bool) -> Option<Want> {
+    match policy {
+        HttpReuse::Never => None,
+        HttpReuse::Safe if first && !retryable => None,
+        HttpReuse::Aggressive if first && !retryable => Some(Want::Proven),
+        HttpReuse::Safe | HttpReuse::Aggressive | HttpReuse::Always => Some(Want::Any),
+    }
+}
+
+/// Idle connections to one server, newest at the back.
+#[derive(Debug)]
+pub struct IdlePool<C> {
+    idle: VecDeque<Idle<C>>,
+}
+
+impl<C> Default for IdlePool<C> {
+    fn default() -> Self {
+        IdlePool {
+            idle: VecDeque::new(),
+        }
+    }
+}
+
+impl<C> IdlePool<C> {
+    pub fn len(&self) -> usize {
+        self.idle.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.idle.is_empty()
+    }
+
+    /// Returns a connection to the pool. When the pool already holds `max_idle`, the
+    /// oldest leaves to make room and is returned to be closed (with `max_idle` 0, the
+    /// connection itself is).
+    pub fn checkin(&mut self, conn: C, uses: u32, now: Instant, max_idle: usize) -> Option<C> {
+        if max_idle == 0 {
+            return Some(conn);
+        }
+        let evicted = if self.idle.len() >= max_idle {
+            self.idle.pop_front().map(|i| i.conn)
+        } else {
+            None
+        };
+        self.idle.push_back(Idle {
+            conn,
+            since: now,
+            uses,
+        });
+        evicted
+    }
+
+    /// Takes the newest idle connection that `want` allows.
+    pub fn checkout(&mut self, want: Want) -> Option<Idle<C>> {
+        match want {
+            Want::Any => self.idle.pop_back(),
+            Want::Proven => {
+                let i = self.idle.iter().rposition(|i| i.uses >= 2)?;
+                self.idle.remove(i)
+            }
+        }
+    }
+
+    /// Removes the connections idle for `timeout` or longer at `now`, oldest first.
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Option<C> {
+        let oldest = self.idle.front()?;
+        if now.saturating_duration_since(oldest.since) >= timeout {
+            self.idle.pop_front().map(|i| i.conn)
+        } else {
+            None
+        }
+    }
+
+    /// When the oldest connection expires.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.idle.front().map(|i| i.since + timeout)
+    }
+
+    /// Removes the connections for which `dead` gives a reason (a watched socket saw a
+    /// FIN, bytes, or an error), passing each removed one and its reason to `closed`.
+    pub fn remove_dead<K>(
+        &mut self,
+        mut dead: impl FnMut(&mut C) -> Option<K>,
+        mut closed: impl FnMut(C, K),
+    ) {
+        let mut i = 0;
+        while i < self.idle.len() {
+            match dead(&mut self.idle[i].conn) {
+                Some(reason) => {
+                    if let Some(gone) = self.idle.remove(i) {
+                        closed(gone.conn, reason);
+                    }
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    /// Empties the pool (on shutdown).
+    pub fn drain(&mut self) -> impl Iterator<Item = C> + '_ {
+        self.idle.drain(..).map(|i| i.conn)
+    }
+}
+
+/// What happened to one server's connections on one shard (plain cells: only that shard
+/// writes them). Read by the stats side.
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    /// Connections opened to the server.
+    pub opened: Cell<u64>,
+    /// Requests sent on a connection that had served a request before.
+    pub reused: Cell<u64>,
+    /// Requests sent again on a new connection after a failure.
+    pub retried: Cell<u64>,
+    /// Idle connections the server closed (or sent bytes on) while they waited.
+    pub closed_by_peer_idle: Cell<u64>,
+    /// Idle connections closed for `pool_idle_timeout`.
+    pub expired: Cell<u64>,
+    /// Idle connections closed to make room (`pool_max_idle`).
+    pub evicted: Cell<u64>,
+    /// Connections closed by the proxy with unread input left after draining: the only
+    /// closes that may have sent an RST instead of a FIN.
+    pub unclean_closes: Cell<u64>,
+}
+
+impl PoolCounters {
+    pub fn add(cell: &Cell<u64>) {
+        cell.set(cell.get() + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        thread_local!(static BASE: Instant = Instant::now());
+        BASE.with(|b| *b + Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn newest_is_reused_first_and_oldest_makes_room() {
+        let mut p = IdlePool::default();
+        assert_eq!(p.checkin(1, 1, at(0), 2), None);
+        assert_eq!(p.checkin(2, 1, at(1), 2), None);
+        assert_eq!(p.checkin(3, 1, at(2), 2), Some(1), "full: the oldest goes");
+        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(3));
+        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(2));
+        assert!(p.checkout(Want::Any).is_none());
+        assert_eq!(p.checkin(9, 1, at(3), 0), Some(9), "max_idle 0 keeps none");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn proven_takes_only_connections_that_served_twice() {
+        let mut p = IdlePool::default();
+        p.checkin("once", 1, at(0), 8);
+        p.checkin("twice", 2, at(1), 8);
+        p.checkin("once-again", 1, at(2), 8);
+        assert_eq!(p.checkout(Want::Proven).map(|i| i.conn), Some("twice"));
+        assert!(p.checkout(Want::Proven).is_none());
+        assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn expiry_is_oldest_first_and_exact() {
+        let mut p = IdlePool::default();
+        let t = Duration::from_millis(100);
+        p.checkin('a', 1, at(0), 8);
+        p.checkin('b', 1, at(50), 8);
+        assert_eq!(p.next_expiry(t), Some(at(100)));
+        assert_eq!(p.expire(at(99), t), None);
+        assert_eq!(p.expire(at(100), t), Some('a'));
+        assert_eq!(p.expire(at(100), t), None);
+        assert_eq!(p.expire(at(150), t), Some('b'));
+        assert_eq!(p.next_expiry(t), None);
+    }
+
+    #[test]
+    fn remove_dead_keeps_order_of_the_rest() {
+        let mut p = IdlePool::default();
+        for c in 0..6 {
+            p.checkin(c, 1, at(c), 8);
+        }
+        let mut gone = Vec::new();
+        p.remove_dead(
+            |c| (*c % 2 == 1).then_some(*c * 10),
+            |c, k| gone.push((c, k)),
+        );
+        assert_eq!(gone, [(1, 10), (3, 30), (5, 50)]);
+        let rest: Vec<_> = p.drain().collect();
+        assert_eq!(rest, [0, 2, 4]);
+    }
+
+    #[test]
+    fn reuse_policies() {
+        use HttpReuse::*;
+        // Later requests of a client connection may always share, except with never.
+        for first in [false, true] {
+            for retryable in [false, true] {
+                let got = |p| reuse_for(p, first, retryable);
+                assert_eq!(got(Never), None);
+                assert_eq!(got(Always), Some(Want::Any));
+                let safe_ok = !first || retryable;
+                assert_eq!(got(Safe), safe_ok.then_some(Want::Any));
+                let aggressive = if safe_ok { Want::Any } else { Want::Proven };
+                assert_eq!(got(Aggressive), Some(aggressive));
+            }
+        }
+    }
+}
