@@ -1164,3 +1164,582 @@ forward_for = { enabled = true, except = ["10.0.0.0/8", "::1", "fd00::/8"] }
         assert!(e.reason.contains(bad), "{e}");
     }
 }
+
+// ---------------------------------------------------------------- backend connection pools
+
+use ringproxy::config::{HttpReuse, KeepAlive, RetryOn};
+
+/// A backend "hb" in `mode` whose own keys, `lines`, start on line 4; a server follows.
+fn backend_with(mode: &str, lines: &str) -> String {
+    format!(
+        "[[backend]]\nname = \"hb\"\nmode = \"{mode}\"\n{lines}\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:7000\"\n"
+    )
+}
+
+/// An http backend "hb" whose own keys, `lines`, start on line 4.
+fn pool_backend(lines: &str) -> String {
+    backend_with("http", lines)
+}
+
+/// An http frontend "a" to "hb" whose own keys, `lines`, start on line 6; the http
+/// backend "hb" follows.
+fn http_frontend_with(lines: &str) -> String {
+    with_http_backend(&format!(
+        "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"hb\"\n{lines}\n"
+    ))
+}
+
+/// The `retry_on` of backend "hb" with `retry_on = {list}` on line 4.
+fn retry_on(list: &str) -> RetryOn {
+    accepted(&pool_backend(&format!("retry_on = {list}")))
+        .backends
+        .remove(0)
+        .http
+        .retry_on
+}
+
+#[test]
+fn pool_settings_default_when_absent() {
+    let c = accepted(&http_frontend_with(""));
+    let h = &c.backends[0].http;
+    assert_eq!(h.reuse, HttpReuse::Safe);
+    assert_eq!(h.pool_max_idle, 64);
+    assert_eq!(h.pool_idle_timeout, Duration::from_secs(4));
+    assert_eq!(h.pool_max_reuse, 0, "0 is unlimited");
+    assert_eq!(h.retry_on, RetryOn::conn_failure_only());
+    let r = &h.retry_on;
+    assert!(r.conn_failure, "conn-failure is retried by default");
+    assert!(!r.empty_response && !r.junk_response && !r.response_timeout);
+    assert!(r.statuses.is_empty() && !r.status(503));
+    assert_eq!(h.keep_alive, KeepAlive::KeepAlive);
+    assert!(!h.pretend_keep_alive);
+    assert!(!h.prefer_last_server);
+    let f = &c.frontends[0].http;
+    assert_eq!(f.keep_alive, KeepAlive::KeepAlive);
+    assert!(!f.pretend_keep_alive);
+    // The documented values, so that a changed constant is noticed here.
+    assert_eq!(default::POOL_MAX_IDLE, 64);
+    assert_eq!(default::POOL_IDLE_TIMEOUT, Duration::from_secs(4));
+    assert_eq!(default::POOL_MAX_IDLE_MAX, 100_000);
+}
+
+#[test]
+fn pool_settings_inherited_from_defaults_and_overridden() {
+    let c = accepted(
+        r#"[defaults]
+http_reuse = "always"
+pool_max_idle = 10
+pool_idle_timeout = "1500ms"
+pool_max_reuse = 100
+retry_on = ["empty-response", 503]
+keep_alive = "server-close"
+pretend_keep_alive = true
+prefer_last_server = true
+
+[[frontend]]
+name = "inherits"
+bind = ["127.0.0.1:0"]
+mode = "http"
+backend = "inherits"
+
+[[frontend]]
+name = "overrides"
+bind = ["127.0.0.1:0"]
+mode = "http"
+backend = "overrides"
+keep_alive = "close"
+pretend_keep_alive = false
+
+[[backend]]
+name = "inherits"
+mode = "http"
+
+[[backend.server]]
+name = "s1"
+address = "127.0.0.1:7000"
+
+[[backend]]
+name = "overrides"
+mode = "http"
+http_reuse = "never"
+pool_max_idle = 0
+pool_idle_timeout = "2m"
+pool_max_reuse = 1
+retry_on = ["none"]
+keep_alive = "keep-alive"
+pretend_keep_alive = false
+prefer_last_server = false
+
+[[backend.server]]
+name = "s1"
+address = "127.0.0.1:7001"
+"#,
+    );
+    let inherited = &c.backends[0].http;
+    assert_eq!(c.backends[0].name, "inherits");
+    assert_eq!(inherited.reuse, HttpReuse::Always);
+    assert_eq!(inherited.pool_max_idle, 10);
+    assert_eq!(inherited.pool_idle_timeout, Duration::from_millis(1500));
+    assert_eq!(inherited.pool_max_reuse, 100);
+    assert_eq!(
+        inherited.retry_on,
+        RetryOn {
+            conn_failure: false,
+            empty_response: true,
+            junk_response: false,
+            response_timeout: false,
+            statuses: vec![503],
+        }
+    );
+    assert_eq!(inherited.keep_alive, KeepAlive::ServerClose);
+    assert!(inherited.pretend_keep_alive);
+    assert!(inherited.prefer_last_server);
+
+    let overridden = &c.backends[1].http;
+    assert_eq!(c.backends[1].name, "overrides");
+    assert_eq!(overridden.reuse, HttpReuse::Never);
+    assert_eq!(overridden.pool_max_idle, 0);
+    assert_eq!(overridden.pool_idle_timeout, Duration::from_secs(120));
+    assert_eq!(overridden.pool_max_reuse, 1);
+    assert_eq!(
+        overridden.retry_on,
+        RetryOn {
+            conn_failure: false,
+            empty_response: false,
+            junk_response: false,
+            response_timeout: false,
+            statuses: vec![],
+        },
+        "\"none\" retries nothing, not even connection failures"
+    );
+    assert_eq!(overridden.keep_alive, KeepAlive::KeepAlive);
+    assert!(!overridden.pretend_keep_alive);
+    assert!(!overridden.prefer_last_server);
+
+    let (fi, fo) = (&c.frontends[0].http, &c.frontends[1].http);
+    assert_eq!(fi.keep_alive, KeepAlive::ServerClose);
+    assert!(fi.pretend_keep_alive);
+    assert_eq!(fo.keep_alive, KeepAlive::Close);
+    assert!(!fo.pretend_keep_alive);
+}
+
+#[test]
+fn pool_keys_in_defaults_do_not_refuse_a_tcp_backend() {
+    // [defaults] applies to every backend: a tcp backend inherits without being refused.
+    let c = accepted(&with_backend(
+        r#"[defaults]
+http_reuse = "never"
+pool_max_idle = 1
+pool_idle_timeout = "1s"
+pool_max_reuse = 1
+retry_on = ["all-retryable-errors"]
+keep_alive = "close"
+pretend_keep_alive = true
+prefer_last_server = true
+
+[[frontend]]
+name = "web"
+bind = ["127.0.0.1:0"]
+backend = "be"
+"#,
+    ));
+    assert_eq!(c.backends[0].mode, Mode::Tcp);
+    assert_eq!(c.frontends[0].mode, Mode::Tcp);
+    assert_eq!(c.backends[0].http.reuse, HttpReuse::Never);
+}
+
+#[test]
+fn http_reuse_values() {
+    for (value, expected) in [
+        ("never", HttpReuse::Never),
+        ("safe", HttpReuse::Safe),
+        ("aggressive", HttpReuse::Aggressive),
+        ("always", HttpReuse::Always),
+    ] {
+        let c = accepted(&pool_backend(&format!("http_reuse = \"{value}\"")));
+        assert_eq!(c.backends[0].http.reuse, expected, "{value}");
+        let c = accepted(&format!(
+            "[defaults]\nhttp_reuse = \"{value}\"\n{HTTP_BACKEND}"
+        ));
+        assert_eq!(c.backends[0].http.reuse, expected, "defaults: {value}");
+    }
+}
+
+#[test]
+fn keep_alive_values() {
+    for (value, expected) in [
+        ("keep-alive", KeepAlive::KeepAlive),
+        ("server-close", KeepAlive::ServerClose),
+        ("close", KeepAlive::Close),
+    ] {
+        let c = accepted(&pool_backend(&format!("keep_alive = \"{value}\"")));
+        assert_eq!(c.backends[0].http.keep_alive, expected, "backend: {value}");
+        let c = accepted(&http_frontend_with(&format!("keep_alive = \"{value}\"")));
+        assert_eq!(
+            c.frontends[0].http.keep_alive, expected,
+            "frontend: {value}"
+        );
+        assert_eq!(
+            c.backends[0].http.keep_alive,
+            KeepAlive::KeepAlive,
+            "a frontend's keep_alive is its own"
+        );
+    }
+}
+
+#[test]
+fn pool_bounds_are_accepted() {
+    let c = accepted(&pool_backend("pool_max_idle = 0\npool_max_reuse = 0"));
+    assert_eq!(c.backends[0].http.pool_max_idle, 0);
+    assert_eq!(c.backends[0].http.pool_max_reuse, 0);
+    let c = accepted(&pool_backend(
+        "pool_max_idle = 100000\npool_max_reuse = 4294967295\npool_idle_timeout = \"365d\"",
+    ));
+    let h = &c.backends[0].http;
+    assert_eq!(h.pool_max_idle, 100_000);
+    assert_eq!(h.pool_max_reuse, u32::MAX);
+    assert_eq!(h.pool_idle_timeout, Duration::from_secs(365 * 86_400));
+}
+
+#[test]
+fn retry_on_all_retryable_errors() {
+    let r = retry_on(r#"["all-retryable-errors"]"#);
+    assert!(r.conn_failure && r.empty_response && r.junk_response && r.response_timeout);
+    assert_eq!(r.statuses, vec![500, 502, 503, 504]);
+    assert!(r.status(502) && !r.status(501) && !r.status(404));
+    // Statuses named besides are added once.
+    let r = retry_on(r#"[503, "all-retryable-errors", 404, "500"]"#);
+    let mut statuses = r.statuses.clone();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![404, 500, 502, 503, 504]);
+}
+
+#[test]
+fn retry_on_events_and_statuses() {
+    let r = retry_on(r#"["junk-response"]"#);
+    assert!(r.junk_response);
+    assert!(!r.conn_failure && !r.empty_response && !r.response_timeout);
+    let r = retry_on(r#"["response-timeout", "empty-response"]"#);
+    assert!(r.response_timeout && r.empty_response);
+    assert!(!r.conn_failure && !r.junk_response && r.statuses.is_empty());
+    // Every retryable status, as a number and as a numeric string.
+    let all = [401, 403, 404, 408, 425, 500, 501, 502, 503, 504];
+    let numbers: Vec<String> = all.iter().map(u16::to_string).collect();
+    let r = retry_on(&format!("[{}]", numbers.join(", ")));
+    assert_eq!(r.statuses, all);
+    assert!(
+        !r.conn_failure,
+        "statuses alone do not retry connection failures"
+    );
+    let strings: Vec<String> = all.iter().map(|s| format!("\"{s}\"")).collect();
+    assert_eq!(retry_on(&format!("[{}]", strings.join(", "))).statuses, all);
+}
+
+#[test]
+fn retry_on_numeric_string_and_duplicates() {
+    let r = retry_on(r#"["503"]"#);
+    assert_eq!(r.statuses, vec![503]);
+    assert!(r.status(503) && !r.conn_failure);
+    let r = retry_on(r#"["conn-failure", 503, "503", 503, "conn-failure", 502]"#);
+    assert_eq!(
+        r.statuses,
+        vec![503, 502],
+        "each status kept once, in order"
+    );
+    assert!(r.conn_failure);
+}
+
+#[test]
+fn retry_on_none() {
+    let r = retry_on(r#"["none"]"#);
+    assert!(!r.conn_failure && !r.empty_response && !r.junk_response && !r.response_timeout);
+    assert!(r.statuses.is_empty());
+}
+
+#[test]
+fn keep_alive_combine_all_pairs() {
+    let (k, s, c) = (
+        KeepAlive::KeepAlive,
+        KeepAlive::ServerClose,
+        KeepAlive::Close,
+    );
+    for (fe, be, expected) in [
+        (k, k, k),
+        (k, s, s),
+        (k, c, c),
+        (s, k, s),
+        (s, s, s),
+        (s, c, c),
+        (c, k, c),
+        (c, s, c),
+        (c, c, c),
+    ] {
+        assert_eq!(KeepAlive::combine(fe, be), expected, "{fe:?} + {be:?}");
+    }
+}
+
+#[test]
+fn unknown_http_reuse_refused() {
+    let e = refused_at(
+        &pool_backend("http_reuse = \"sometimes\""),
+        4,
+        "backend.http_reuse",
+    );
+    assert!(e.reason.contains("unknown policy \"sometimes\""), "{e}");
+    let e = refused_at(
+        "[defaults]\nretries = 1\nhttp_reuse = \"Safe\"\n",
+        3,
+        "defaults.http_reuse",
+    );
+    assert!(e.reason.contains("unknown policy \"Safe\""), "{e}");
+}
+
+#[test]
+fn unknown_keep_alive_refused() {
+    let e = refused_at(
+        &http_frontend_with("keep_alive = \"keepalive\""),
+        6,
+        "frontend.keep_alive",
+    );
+    assert!(e.reason.contains("unknown mode \"keepalive\""), "{e}");
+    let e = refused_at(
+        &pool_backend("keep_alive = \"http-server-close\""),
+        4,
+        "backend.keep_alive",
+    );
+    assert!(
+        e.reason.contains("unknown mode \"http-server-close\""),
+        "{e}"
+    );
+    let e = refused_at("[defaults]\nkeep_alive = \"\"\n", 2, "defaults.keep_alive");
+    assert!(e.reason.contains("unknown mode"), "{e}");
+}
+
+#[test]
+fn pool_max_idle_out_of_range() {
+    let e = refused_at(
+        &pool_backend("pool_max_idle = -1"),
+        4,
+        "backend.pool_max_idle",
+    );
+    assert!(e.reason.contains("-1 is out of range 0..=100000"), "{e}");
+    let e = refused_at(
+        &pool_backend("pool_max_idle = 100001"),
+        4,
+        "backend.pool_max_idle",
+    );
+    assert!(
+        e.reason.contains("100001 is out of range 0..=100000"),
+        "{e}"
+    );
+    let e = refused_at(
+        "[defaults]\npool_max_idle = 100001\n",
+        2,
+        "defaults.pool_max_idle",
+    );
+    assert!(e.reason.contains("out of range"), "{e}");
+}
+
+#[test]
+fn pool_max_reuse_out_of_range() {
+    let e = refused_at(
+        &pool_backend("pool_max_reuse = -1"),
+        4,
+        "backend.pool_max_reuse",
+    );
+    assert!(
+        e.reason.contains("-1 is out of range 0..=4294967295"),
+        "{e}"
+    );
+    let e = refused_at(
+        &pool_backend("pool_max_reuse = 4294967296"),
+        4,
+        "backend.pool_max_reuse",
+    );
+    assert!(e.reason.contains("4294967296 is out of range"), "{e}");
+}
+
+#[test]
+fn bad_pool_idle_timeout() {
+    let e = refused_at(
+        &pool_backend("pool_idle_timeout = \"0s\""),
+        4,
+        "backend.pool_idle_timeout",
+    );
+    assert!(e.reason.contains("greater than 0"), "{e}");
+    let e = refused_at(
+        &pool_backend("pool_idle_timeout = \"abc\""),
+        4,
+        "backend.pool_idle_timeout",
+    );
+    assert!(e.reason.contains("not a duration"), "{e}");
+    let e = refused_at(
+        &pool_backend("pool_idle_timeout = \"4\""),
+        4,
+        "backend.pool_idle_timeout",
+    );
+    assert!(e.reason.contains("no unit"), "{e}");
+    let e = refused_at(
+        "[defaults]\npool_idle_timeout = \"0s\"\n",
+        2,
+        "defaults.pool_idle_timeout",
+    );
+    assert!(e.reason.contains("greater than 0"), "{e}");
+}
+
+#[test]
+fn bad_retry_on_refused() {
+    for (list, reason) in [
+        (
+            r#"["conn-failure", "timeout"]"#,
+            "unknown event \"timeout\"",
+        ),
+        (r#"["conn_failure"]"#, "unknown event"),
+        (r#"[true]"#, "unknown event"),
+        ("[505]", "status 505 cannot be retried"),
+        (r#"["505"]"#, "status 505 cannot be retried"),
+        ("[200]", "status 200 cannot be retried"),
+        ("[503, 200]", "status 200"),
+        (r#"["none", "conn-failure"]"#, "must be alone"),
+        (r#"["conn-failure", "none"]"#, "must be alone"),
+        (r#"["none", "none"]"#, "must be alone"),
+        (r#"["none", 503]"#, "must be alone"),
+    ] {
+        let e = refused_at(
+            &pool_backend(&format!("retry_on = {list}")),
+            4,
+            "backend.retry_on",
+        );
+        assert!(e.reason.contains(reason), "{list}: {e}");
+    }
+    let e = refused_at("[defaults]\nretry_on = [\"all\"]\n", 2, "defaults.retry_on");
+    assert!(e.reason.contains("unknown event"), "{e}");
+}
+
+#[test]
+fn bad_retry_on_item_in_a_multiline_list_names_its_own_line() {
+    let e = refused_at(
+        &pool_backend("retry_on = [\n    \"conn-failure\",\n    503,\n    \"none\",\n]"),
+        7,
+        "backend.retry_on",
+    );
+    assert!(e.reason.contains("must be alone"), "{e}");
+    let e = refused_at(
+        &pool_backend("retry_on = [\n    \"conn-failure\",\n    505,\n]"),
+        6,
+        "backend.retry_on",
+    );
+    assert!(e.reason.contains("505"), "{e}");
+}
+
+#[test]
+fn pool_keys_of_the_wrong_type() {
+    let e = refused_at(
+        &pool_backend("retry_on = \"conn-failure\""),
+        4,
+        "backend.retry_on",
+    );
+    assert!(e.reason.contains("expected a sequence"), "{e}");
+    refused_at(
+        &pool_backend("pool_max_idle = \"8\""),
+        4,
+        "backend.pool_max_idle",
+    );
+    refused_at(
+        &pool_backend("prefer_last_server = \"yes\""),
+        4,
+        "backend.prefer_last_server",
+    );
+}
+
+#[test]
+fn pool_keys_are_not_frontend_keys() {
+    for key in [
+        "http_reuse = \"safe\"",
+        "pool_max_idle = 1",
+        "retry_on = [\"none\"]",
+        "prefer_last_server = true",
+    ] {
+        let name = key.split(' ').next().unwrap();
+        let e = refused_at(&http_frontend_with(key), 6, &format!("frontend.{name}"));
+        assert!(e.reason.contains("unknown field"), "{e}");
+    }
+}
+
+#[test]
+fn pool_keys_need_an_http_backend() {
+    // Booleans carry no span of their own: they are reported at the backend's name.
+    for (line, at, key) in [
+        ("http_reuse = \"never\"", 4, "http_reuse"),
+        ("pool_max_idle = 8", 4, "pool_max_idle"),
+        ("pool_idle_timeout = \"1s\"", 4, "pool_idle_timeout"),
+        ("pool_max_reuse = 8", 4, "pool_max_reuse"),
+        ("retry_on = [\"conn-failure\"]", 4, "retry_on"),
+        ("keep_alive = \"close\"", 4, "keep_alive"),
+        ("pretend_keep_alive = true", 2, "pretend_keep_alive"),
+        ("prefer_last_server = false", 2, "prefer_last_server"),
+    ] {
+        let e = refused_at(&backend_with("tcp", line), at, &format!("backend.{key}"));
+        assert!(e.reason.contains("mode = \"http\""), "{e}");
+    }
+    // Without a mode line the backend is tcp as well.
+    let e = refused_at(
+        "[[backend]]\nname = \"be\"\npool_max_idle = 8\n",
+        3,
+        "backend.pool_max_idle",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+    let e = refused_at(
+        "[[backend]]\nname = \"be\"\nhttp_reuse = \"always\"\n",
+        3,
+        "backend.http_reuse",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+}
+
+#[test]
+fn keep_alive_needs_an_http_frontend() {
+    let e = refused_at(
+        &with_backend(
+            r#"[[frontend]]
+name = "web"
+bind = ["127.0.0.1:8080"]
+backend = "be"
+keep_alive = "close"
+"#,
+        ),
+        5,
+        "frontend.keep_alive",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+    let e = refused_at(
+        &with_backend(
+            "[[frontend]]\nname = \"web\"\nbind = [\"127.0.0.1:8080\"]\nmode = \"tcp\"\nbackend = \"be\"\nkeep_alive = \"keep-alive\"\n",
+        ),
+        6,
+        "frontend.keep_alive",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+    let e = refused_at(
+        &with_backend(
+            "[[frontend]]\nname = \"web\"\nbind = [\"127.0.0.1:8080\"]\nbackend = \"be\"\npretend_keep_alive = true\n",
+        ),
+        2,
+        "frontend.pretend_keep_alive",
+    );
+    assert!(e.reason.contains("mode = \"http\""), "{e}");
+}
+
+#[test]
+fn empty_or_signed_retry_on_is_refused() {
+    let e = refused_at(&pool_backend("retry_on = []\n"), 4, "backend.retry_on");
+    assert!(e.reason.contains("none"), "{e}");
+    for bad in ["\"+503\"", "\" 503\"", "\"503 \""] {
+        let e = refused_at(
+            &pool_backend(&format!("retry_on = [{bad}]\n")),
+            4,
+            "backend.retry_on",
+        );
+        assert!(e.reason.contains("unknown event"), "{bad}: {e}");
+    }
+}

@@ -709,10 +709,17 @@ impl Ctx<'_> {
             statuses: Vec::new(),
         };
         let items = list.get_ref();
+        if items.is_empty() {
+            return self.err(list.span(), key, "empty: write [\"none\"] to retry nothing");
+        }
         for item in items {
             let status = match item.get_ref() {
                 toml::Value::Integer(n) => Some(*n),
-                toml::Value::String(t) => t.parse::<i64>().ok(),
+                toml::Value::String(t)
+                    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    t.parse::<i64>().ok()
+                }
                 _ => None,
             };
             if let Some(n) = status {
@@ -1147,6 +1154,13 @@ impl Ctx<'_> {
                 return self.err(
                     v.span(),
                     "frontend.keep_alive",
+                    "needs mode = \"http\" on the frontend",
+                );
+            }
+            if f.pretend_keep_alive.is_some() {
+                return self.err(
+                    f.name.span(),
+                    "frontend.pretend_keep_alive",
                     "needs mode = \"http\" on the frontend",
                 );
             }

@@ -16,6 +16,9 @@ pub mod http;
 use ringproxy::config::Config;
 use ringproxy::runtime::{self, Running};
 
+/// How long a recording origin watches a connection after its end for a late reset.
+pub const RESET_GRACE: Duration = Duration::from_millis(20);
+
 /// Upper bound on any single blocking read or write in a test.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -276,8 +279,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Reads that failed with `ECONNRESET`: the peer (the proxy) sent an RST instead of
-    /// a FIN while this origin was reading.
+    /// Reads and writes that failed with `ECONNRESET`: the peer (the proxy) sent an RST
+    /// instead of a FIN.
     pub fn resets(&self) -> usize {
         self.resets.load(Ordering::SeqCst)
     }
@@ -328,8 +331,13 @@ impl RecordedConn {
         Ok(n)
     }
 
+    /// Writes `bytes`; a reset seen here is counted like one seen reading.
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.stream.write_all(bytes).inspect_err(|e| {
+            if e.kind() == io::ErrorKind::ConnectionReset {
+                self.resets.fetch_add(1, Ordering::SeqCst);
+            }
+        })
     }
 
     /// Sends FIN (the handler may go on reading).
@@ -381,6 +389,18 @@ pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'sta
                 handler(&mut c);
                 c.shutdown_write();
                 while matches!(c.fill(), Ok(n) if n > 0) {}
+                // A reset that follows the peer's FIN (it closed with input unread, and
+                // this side's unsent bytes then hit the closed socket) shows as a pending
+                // socket error a moment later.
+                thread::sleep(RESET_GRACE);
+                if let Ok(Some(e)) = c.stream.take_error() {
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) {
+                        c.resets.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
                 done.fetch_add(1, Ordering::SeqCst);
             });
         }
