@@ -41,8 +41,9 @@ pub const DRAIN_BYTES: usize = 1024 * 1024;
 pub struct Pools {
     /// `[backend][server]`; empty for tcp backends.
     pools: Vec<Vec<RefCell<IdlePool<TcpStream>>>>,
-    /// `pool_idle_timeout` per backend.
+    /// `pool_idle_timeout` and `pool_max_idle` per backend.
     timeouts: Vec<Duration>,
+    max_idle: Vec<usize>,
     /// The watcher task's waker, registered on every idle socket.
     waker: RefCell<Option<Waker>>,
     /// Closing connections still being drained.
@@ -85,6 +86,11 @@ impl Pools {
                 .backends
                 .iter()
                 .map(|b| b.http.pool_idle_timeout)
+                .collect(),
+            max_idle: config
+                .backends
+                .iter()
+                .map(|b| b.http.pool_max_idle)
                 .collect(),
             waker: RefCell::new(None),
             draining: Rc::new(Cell::new(0)),
@@ -241,14 +247,14 @@ impl Pools {
     fn expire(&self, shard: &Shard, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for (b, servers) in self.pools.iter().enumerate() {
-            let timeout = self.timeouts[b];
+            let (timeout, max_idle) = (self.timeouts[b], self.max_idle[b]);
             for (s, pool) in servers.iter().enumerate() {
                 let mut pool = pool.borrow_mut();
-                while let Some(stream) = pool.expire(now, timeout) {
+                while let Some(stream) = pool.expire(now, timeout, max_idle) {
                     PoolCounters::add(&shard.backends[b].servers[s].pool.expired);
                     close_clean(stream);
                 }
-                if let Some(t) = pool.next_expiry(timeout) {
+                if let Some(t) = pool.next_expiry(timeout, max_idle) {
                     next = Some(next.map_or(t, |n| n.min(t)));
                 }
             }
@@ -267,7 +273,8 @@ impl Pools {
         }
     }
 
-    /// The shortest `pool_idle_timeout` of the pooling backends.
+    /// The shortest wait before a returned connection may have to go: the shortest
+    /// `pool_idle_timeout` of the pooling backends, or the surplus grace.
     fn shortest_timeout(&self) -> Duration {
         self.pools
             .iter()
@@ -276,6 +283,7 @@ impl Pools {
             .map(|(_, t)| *t)
             .min()
             .unwrap_or(Duration::from_secs(1))
+            .min(crate::upstream::pool::SURPLUS_GRACE)
     }
 }
 

@@ -16,6 +16,16 @@ use std::time::{Duration, Instant};
 
 use crate::config::HttpReuse;
 
+/// How long connections beyond `pool_max_idle` may stay idle before they are trimmed.
+/// Under load the number of idle connections swings with the requests in flight;
+/// trimming the surplus at once would close connections needed a moment later.
+pub const SURPLUS_GRACE: Duration = Duration::from_millis(500);
+
+/// Most idle connections kept per server whatever the load: `max_idle` × 16.
+pub fn hard_max(max_idle: usize) -> usize {
+    max_idle.saturating_mul(16)
+}
+
 /// An idle connection and what the pool knows of it.
 #[derive(Debug)]
 pub struct Idle<C> {
@@ -72,14 +82,16 @@ impl<C> IdlePool<C> {
         self.idle.is_empty()
     }
 
-    /// Returns a connection to the pool. When the pool already holds `max_idle`, the
-    /// oldest leaves to make room and is returned to be closed (with `max_idle` 0, the
-    /// connection itself is).
+    /// Returns a connection to the pool. `max_idle` is a soft bound: connections beyond
+    /// it stay while they are reused within [`SURPLUS_GRACE`] (a busy server needs as
+    /// many as it has requests in flight) and are trimmed by [`IdlePool::expire`] once
+    /// idle longer; [`hard_max`] of them is a hard bound, beyond which the oldest leaves
+    /// at once and is returned to be closed (with `max_idle` 0, the connection itself is).
     pub fn checkin(&mut self, conn: C, uses: u32, now: Instant, max_idle: usize) -> Option<C> {
         if max_idle == 0 {
             return Some(conn);
         }
-        let evicted = if self.idle.len() >= max_idle {
+        let evicted = if self.idle.len() >= hard_max(max_idle) {
             self.idle.pop_front().map(|i| i.conn)
         } else {
             None
@@ -103,19 +115,28 @@ impl<C> IdlePool<C> {
         }
     }
 
-    /// Removes the connections idle for `timeout` or longer at `now`, oldest first.
-    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Option<C> {
+    /// Removes one connection that must go at `now`, oldest first: idle for `timeout`
+    /// or longer, or beyond `max_idle` and idle for [`SURPLUS_GRACE`].
+    pub fn expire(&mut self, now: Instant, timeout: Duration, max_idle: usize) -> Option<C> {
         let oldest = self.idle.front()?;
-        if now.saturating_duration_since(oldest.since) >= timeout {
+        let idle_for = now.saturating_duration_since(oldest.since);
+        let surplus = self.idle.len() > max_idle && idle_for >= SURPLUS_GRACE;
+        if idle_for >= timeout || surplus {
             self.idle.pop_front().map(|i| i.conn)
         } else {
             None
         }
     }
 
-    /// When the oldest connection expires.
-    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
-        self.idle.front().map(|i| i.since + timeout)
+    /// When [`IdlePool::expire`] will next remove a connection.
+    pub fn next_expiry(&self, timeout: Duration, max_idle: usize) -> Option<Instant> {
+        let oldest = self.idle.front()?;
+        let grace = if self.idle.len() > max_idle {
+            SURPLUS_GRACE.min(timeout)
+        } else {
+            timeout
+        };
+        Some(oldest.since + grace)
     }
 
     /// Removes the connections for which `dead` gives a reason (a watched socket saw a
@@ -156,9 +177,10 @@ pub struct PoolCounters {
     pub retried: Cell<u64>,
     /// Idle connections the server closed (or sent bytes on) while they waited.
     pub closed_by_peer_idle: Cell<u64>,
-    /// Idle connections closed for `pool_idle_timeout`.
+    /// Idle connections closed for `pool_idle_timeout`, or as a surplus beyond
+    /// `pool_max_idle` left unused for [`SURPLUS_GRACE`].
     pub expired: Cell<u64>,
-    /// Idle connections closed to make room (`pool_max_idle`).
+    /// Idle connections closed at once to make room ([`hard_max`]).
     pub evicted: Cell<u64>,
     /// Connections closed by the proxy with unread input left after draining: the only
     /// closes that may have sent an RST instead of a FIN.
@@ -183,14 +205,19 @@ mod tests {
     #[test]
     fn newest_is_reused_first_and_oldest_makes_room() {
         let mut p = IdlePool::default();
-        assert_eq!(p.checkin(1, 1, at(0), 2), None);
-        assert_eq!(p.checkin(2, 1, at(1), 2), None);
-        assert_eq!(p.checkin(3, 1, at(2), 2), Some(1), "full: the oldest goes");
-        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(3));
-        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(2));
-        assert!(p.checkout(Want::Any).is_none());
-        assert_eq!(p.checkin(9, 1, at(3), 0), Some(9), "max_idle 0 keeps none");
-        assert!(p.is_empty());
+        for c in 0..hard_max(2) {
+            assert_eq!(p.checkin(c, 1, at(0), 2), None, "below the hard bound");
+        }
+        assert_eq!(p.checkin(99, 1, at(1), 2), Some(0), "full: the oldest goes");
+        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(99));
+        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(hard_max(2) - 1));
+        let mut empty = IdlePool::default();
+        assert_eq!(
+            empty.checkin(9, 1, at(3), 0),
+            Some(9),
+            "max_idle 0 keeps none"
+        );
+        assert!(empty.is_empty());
     }
 
     #[test]
@@ -210,12 +237,29 @@ mod tests {
         let t = Duration::from_millis(100);
         p.checkin('a', 1, at(0), 8);
         p.checkin('b', 1, at(50), 8);
-        assert_eq!(p.next_expiry(t), Some(at(100)));
-        assert_eq!(p.expire(at(99), t), None);
-        assert_eq!(p.expire(at(100), t), Some('a'));
-        assert_eq!(p.expire(at(100), t), None);
-        assert_eq!(p.expire(at(150), t), Some('b'));
-        assert_eq!(p.next_expiry(t), None);
+        assert_eq!(p.next_expiry(t, 8), Some(at(100)));
+        assert_eq!(p.expire(at(99), t, 8), None);
+        assert_eq!(p.expire(at(100), t, 8), Some('a'));
+        assert_eq!(p.expire(at(100), t, 8), None);
+        assert_eq!(p.expire(at(150), t, 8), Some('b'));
+        assert_eq!(p.next_expiry(t, 8), None);
+    }
+
+    #[test]
+    fn surplus_beyond_max_idle_is_trimmed_after_the_grace() {
+        let mut p = IdlePool::default();
+        let t = Duration::from_secs(60);
+        let g = SURPLUS_GRACE.as_millis() as u64;
+        for c in 0..5 {
+            p.checkin(c, 1, at(c), 2);
+        }
+        assert_eq!(p.next_expiry(t, 2), Some(at(g)));
+        assert_eq!(p.expire(at(g - 1), t, 2), None, "reused in time: kept");
+        assert_eq!(p.expire(at(g + 10), t, 2), Some(0));
+        assert_eq!(p.expire(at(g + 10), t, 2), Some(1));
+        assert_eq!(p.expire(at(g + 10), t, 2), Some(2));
+        assert_eq!(p.expire(at(g + 10), t, 2), None, "down to max_idle");
+        assert_eq!(p.next_expiry(t, 2), Some(at(3) + t));
     }
 
     #[test]
