@@ -146,9 +146,12 @@ impl Pools {
         }
         // The idle wait is the pool's: no read timeout may fire into the watcher.
         let _ = stream.set_read_timeout(None);
-        let waker = self.waker.borrow().clone();
-        let mut cx = Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
-        match probe(&mut stream, &mut cx) {
+        let seen = {
+            let waker = self.waker.borrow();
+            let mut cx = Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
+            probe(&mut stream, &mut cx)
+        };
+        match seen {
             Probe::Alive => {}
             p => {
                 PoolCounters::add(&state.pool.closed_by_peer_idle);

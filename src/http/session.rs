@@ -362,9 +362,9 @@ impl Session {
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
             let index = server.server;
-            let state = Rc::clone(&shard.backends[backend].servers[server.server]);
+            let counters = &shard.backends[backend].servers[index].pool;
             if reused {
-                PoolCounters::add(&state.pool.reused);
+                PoolCounters::add(&counters.reused);
             }
             self.out.clear();
             rewrite::request_head(&mut self.out, self.client.data(), &self.req, &extras);
@@ -437,7 +437,7 @@ impl Session {
                 };
                 return Err(self.refuse(status, detail).await);
             }
-            PoolCounters::add(&state.pool.retried);
+            PoolCounters::add(&counters.retried);
             let c = &shard.counters;
             c.http_retries.set(c.http_retries.get() + 1);
             fresh = true;
@@ -735,11 +735,8 @@ impl Session {
                     return Ok(());
                 }
             }
-            let server = Rc::clone(&slot.server);
-            match TcpStream::connect_timeout(server.address, be.timeout_connect).await {
-                Ok(stream) => {
-                    server.sessions.set(server.sessions.get() + 1);
-                    PoolCounters::add(&server.pool.opened);
+            match crate::l4::connect_to(&slot.server, be.timeout_connect).await {
+                Some(stream) => {
                     let _ = stream.set_nodelay(true);
                     if self.frontend().splice
                         && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(
@@ -759,10 +756,7 @@ impl Session {
                     });
                     return Ok(());
                 }
-                Err(_) => {
-                    server
-                        .connect_failures
-                        .set(server.connect_failures.get() + 1);
+                None => {
                     tried.insert(index, state.servers.len());
                     if be.http.retry_on.conn_failure && *budget > 0 {
                         *budget -= 1;
@@ -776,39 +770,42 @@ impl Session {
     }
 
     /// After a complete exchange: the server connection goes back to the shard's pool
-    /// (or stays with this client, `http_reuse = "never"`) when `keep`, else closes.
+    /// (or stays with this client, `http_reuse = "never"`) when `keep` and nothing
+    /// follows its response, else closes.
     fn release_server(&mut self, keep: bool) {
         let Some(mut s) = self.server.take() else {
             return;
         };
         s.slot = None;
         self.last_server = Some((s.backend, s.server));
-        if !keep || !s.conn.data().is_empty() {
-            let pending = !s.conn.data().is_empty();
+        let extra_bytes = !s.conn.data().is_empty();
+        if !keep || extra_bytes {
+            self.close_server(s, extra_bytes);
+        } else if self.shard.config.backends[s.backend].http.reuse == HttpReuse::Never {
             self.server = Some(s);
-            self.drop_server(pending);
-            return;
-        }
-        if self.shard.config.backends[s.backend].http.reuse == HttpReuse::Never {
-            self.server = Some(s);
-            return;
-        }
-        let (stream, buf) = s.conn.into_parts();
-        self.shard.http_buffers.give(buf);
-        self.shard
-            .http_pools
-            .checkin(&self.shard, s.backend, s.server, stream, s.uses);
-    }
-
-    /// Closes the server connection, with a FIN. `pending`: the server may still be
-    /// sending (an exchange was cut short), so its input is drained first.
-    fn drop_server(&mut self, pending: bool) {
-        if let Some(s) = self.server.take() {
-            let state = &self.shard.backends[s.backend].servers[s.server];
+        } else {
             let (stream, buf) = s.conn.into_parts();
             self.shard.http_buffers.give(buf);
-            self.shard.http_pools.close(stream, pending, state);
+            self.shard
+                .http_pools
+                .checkin(&self.shard, s.backend, s.server, stream, s.uses);
         }
+    }
+
+    /// Closes the server connection, if any (see [`Session::close_server`]).
+    fn drop_server(&mut self, pending: bool) {
+        if let Some(s) = self.server.take() {
+            self.close_server(s, pending);
+        }
+    }
+
+    /// Closes a server connection with a FIN. `pending`: the server may still be
+    /// sending (an exchange was cut short), so its input is drained first.
+    fn close_server(&self, s: ServerConn, pending: bool) {
+        let state = &self.shard.backends[s.backend].servers[s.server];
+        let (stream, buf) = s.conn.into_parts();
+        self.shard.http_buffers.give(buf);
+        self.shard.http_pools.close(stream, pending, state);
     }
 
     /// After `101 Switching Protocols`: passes the response on, then both connections

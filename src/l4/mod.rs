@@ -17,7 +17,7 @@ use std::rc::Rc;
 use glommio::net::TcpStream;
 
 use crate::config::{Backend, Frontend};
-use crate::upstream::{ActiveSlot, BackendState, TriedSet};
+use crate::upstream::{ActiveSlot, BackendState, ServerState, TriedSet};
 use crate::worker::Shard;
 use relay::{Forwarding, RelayEnd, RelayTimeouts};
 
@@ -98,19 +98,29 @@ pub async fn connect(
     let mut tried = TriedSet::default();
     for _attempt in 0..=retries {
         let slot = backend.acquire(&tried)?;
-        match TcpStream::connect_timeout(slot.server.address, timeout).await {
-            Ok(stream) => {
-                slot.server.sessions.set(slot.server.sessions.get() + 1);
-                return Some((stream, slot));
-            }
-            Err(_) => {
-                let s = &slot.server;
-                s.connect_failures.set(s.connect_failures.get() + 1);
-                tried.insert(slot.index, backend.servers.len());
-            }
+        match connect_to(&slot.server, timeout).await {
+            Some(stream) => return Some((stream, slot)),
+            None => tried.insert(slot.index, backend.servers.len()),
         }
     }
     None
+}
+
+/// One connection attempt to `server` within `timeout`, counted on the server (an
+/// established connection, or a failure).
+pub async fn connect_to(server: &ServerState, timeout: std::time::Duration) -> Option<TcpStream> {
+    match TcpStream::connect_timeout(server.address, timeout).await {
+        Ok(stream) => {
+            server.sessions.set(server.sessions.get() + 1);
+            Some(stream)
+        }
+        Err(_) => {
+            server
+                .connect_failures
+                .set(server.connect_failures.get() + 1);
+            None
+        }
+    }
 }
 
 /// Socket options of both ends of a tunnel: no Nagle delay (the relay forwards what it

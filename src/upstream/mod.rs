@@ -1,7 +1,8 @@
 //! Upstream side of a shard: its view of every backend and server.
 //!
 //! Owns the per-shard server state (active session counts, this shard's share of
-//! `maxconn`) and the [`balance::Balancer`]. State lives in `Cell`/`RefCell` inside one shard
+//! `maxconn`, the counters of its connections) and the [`balance::Balancer`]; the
+//! rules for pooling idle http connections are in [`pool`]. State lives in `Cell`/`RefCell` inside one shard
 //! and is never shared with another: no locks. A session holds an [`ActiveSlot`] for as
 //! long as it uses a server; dropping the slot gives the place back, so a count can never
 //! leak on an early return.
@@ -40,9 +41,9 @@ pub struct ServerState {
     active: Cell<u32>,
     /// Connection attempts that failed (refused, timed out, unreachable).
     pub connect_failures: Cell<u64>,
-    /// Sessions established with this server.
+    /// Connections established with this server (tcp mode: one per session).
     pub sessions: Cell<u64>,
-    /// http mode: its connections' lives (opened, reused, retried, closed).
+    /// http mode: what became of its connections (reused, retried, closed).
     pub pool: pool::PoolCounters,
 }
 
@@ -88,6 +89,21 @@ impl BackendState {
         }
     }
 
+    /// Takes a place on server `index` if it has room (its share of `maxconn`) and
+    /// weight; `None` otherwise.
+    pub fn acquire_server(&self, index: usize) -> Option<ActiveSlot> {
+        let server = self.servers.get(index)?;
+        let full = server.limit.is_some_and(|l| server.active.get() >= l);
+        if full || server.weight == 0 {
+            return None;
+        }
+        server.active.set(server.active.get() + 1);
+        Some(ActiveSlot {
+            index,
+            server: Rc::clone(server),
+        })
+    }
+
     /// Picks a server not in `tried` and takes a place on it.
     pub fn acquire(&self, tried: &TriedSet) -> Option<ActiveSlot> {
         // Backends are small (a handful to a few hundred servers); a fixed stack array
@@ -127,23 +143,6 @@ impl BackendState {
         let server = Rc::clone(&self.servers[index]);
         server.active.set(server.active.get() + 1);
         Some(ActiveSlot { index, server })
-    }
-}
-
-impl BackendState {
-    /// Takes a place on server `index` if it has room (its share of `maxconn`) and
-    /// weight; `None` otherwise.
-    pub fn acquire_server(&self, index: usize) -> Option<ActiveSlot> {
-        let server = self.servers.get(index)?;
-        let full = server.limit.is_some_and(|l| server.active.get() >= l);
-        if full || server.weight == 0 {
-            return None;
-        }
-        server.active.set(server.active.get() + 1);
-        Some(ActiveSlot {
-            index,
-            server: Rc::clone(server),
-        })
     }
 }
 

@@ -165,12 +165,10 @@ impl<C> IdlePool<C> {
     }
 }
 
-/// What happened to one server's connections on one shard (plain cells: only that shard
-/// writes them). Read by the stats side.
+/// What became of one server's connections on one shard (plain cells: only that shard
+/// writes them; connections opened are `ServerState::sessions`). Read by the stats side.
 #[derive(Debug, Default)]
 pub struct PoolCounters {
-    /// Connections opened to the server.
-    pub opened: Cell<u64>,
     /// Requests sent on a connection that had served a request before.
     pub reused: Cell<u64>,
     /// Requests sent again on a new connection after a failure.
