@@ -57,6 +57,39 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         shards: usize,
     },
+    /// Print the state of every server of a running proxy, one line each (`web/s1 UP 3/3`),
+    /// through its admin socket.
+    Status {
+        /// The running proxy's configuration (its `[admin] socket` is used).
+        #[arg(
+            short = 'c',
+            long,
+            value_name = "FILE",
+            required_unless_present = "socket"
+        )]
+        config: Option<PathBuf>,
+        /// The admin socket itself.
+        #[arg(short = 's', long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Only this backend's servers.
+        #[arg(long, value_name = "NAME")]
+        backend: Option<String>,
+    },
+    /// Send one runtime API command to a running proxy (e.g. `set server web/s1 state maint`; `help` lists them).
+    Admin {
+        #[arg(
+            short = 'c',
+            long,
+            value_name = "FILE",
+            required_unless_present = "socket"
+        )]
+        config: Option<PathBuf>,
+        #[arg(short = 's', long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// The command, as words.
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
+    },
 }
 
 /// Entry point of the binary.
@@ -64,6 +97,28 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match (cli.command, cli.config) {
         (Some(Command::Check { config }), _) => check(&config),
+        (
+            Some(Command::Status {
+                config,
+                socket,
+                backend,
+            }),
+            _,
+        ) => {
+            let command = match backend {
+                Some(b) => format!("show servers state {b}"),
+                None => "show servers state".to_string(),
+            };
+            admin_command(config.as_deref(), socket.as_deref(), &command)
+        }
+        (
+            Some(Command::Admin {
+                config,
+                socket,
+                command,
+            }),
+            _,
+        ) => admin_command(config.as_deref(), socket.as_deref(), &command.join(" ")),
         (
             Some(Command::Origin {
                 listen,
@@ -96,6 +151,45 @@ fn check(path: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Sends `command` to the admin socket (given, or the one `config` names) and prints the
+/// answer. Exit 1 when the proxy cannot be reached, 2 when the configuration is refused
+/// or names no socket.
+fn admin_command(config: Option<&Path>, socket: Option<&Path>, command: &str) -> ExitCode {
+    let path = match (socket, config) {
+        (Some(s), _) => s.to_path_buf(),
+        (None, Some(c)) => match Config::load(c) {
+            Ok(cfg) => match cfg.admin.socket {
+                Some(s) => s,
+                None => {
+                    eprintln!(
+                        "ringproxy: {} sets no [admin] socket: add `[admin] socket = \"/run/ringproxy.sock\"`, or give --socket",
+                        c.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => unreachable!("clap requires --config or --socket"),
+    };
+    match crate::admin::request(&path, command) {
+        Ok(answer) => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "ringproxy: cannot reach the admin socket {}: {e} (is the proxy running with this [admin] socket?)",
+                path.display()
+            );
+            ExitCode::FAILURE
         }
     }
 }

@@ -36,6 +36,7 @@
 //! - [`origin`]: the built-in HTTP/1.1 origin for demos, tests and benchmarks.
 //! - [`cli`]: the command line.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod http;

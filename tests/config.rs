@@ -224,10 +224,10 @@ name = "be"
 [[backend.server]]
 name = "s1"
 address = "127.0.0.1:7000"
-backup = true
+bakcup = true
 "#,
         7,
-        "backend.server.backup",
+        "backend.server.bakcup",
     );
 }
 

@@ -18,6 +18,15 @@ pub struct FileConfig {
     pub frontend: Vec<FileFrontend>,
     #[serde(default)]
     pub backend: Vec<FileBackend>,
+    pub admin: Option<FileAdmin>,
+}
+
+/// `[admin]`: the runtime API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// Path of the Unix socket of the text runtime API.
+    pub socket: Option<Spanned<String>>,
 }
 
 /// `[global]`: process-wide settings.
@@ -124,6 +133,33 @@ pub struct FileBackend {
     pub pool_max_reuse: Option<Spanned<i64>>,
     pub retry_on: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     pub prefer_last_server: Option<bool>,
+    pub health_check: Option<Spanned<FileHealthCheck>>,
+    // Health keys of its servers (each server may override them); see `FileServer`.
+    pub check: Option<bool>,
+    pub on_marked_down: Option<Spanned<String>>,
+    pub on_marked_up: Option<Spanned<String>>,
+    pub slowstart: Option<Spanned<String>>,
+    pub observe: Option<Spanned<String>>,
+    pub error_limit: Option<Spanned<i64>>,
+    pub on_error: Option<Spanned<String>>,
+}
+
+/// `[backend.health_check]`: how the backend's checked servers are probed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealthCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub fast_interval: Option<Spanned<String>>,
+    pub down_interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub method: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
 }
 
 /// `[[backend.server]]`.
@@ -134,4 +170,19 @@ pub struct FileServer {
     pub address: Spanned<String>,
     pub weight: Option<Spanned<i64>>,
     pub maxconn: Option<Spanned<i64>>,
+    /// Takes traffic only when no primary server is usable.
+    pub backup: Option<bool>,
+    /// Starts in MAINT (HAProxy's `disabled`).
+    pub disabled: Option<bool>,
+    /// Where checks go, when not to `address`: an IP or `host:port`.
+    pub check_address: Option<Spanned<String>>,
+    pub check_port: Option<Spanned<i64>>,
+    // Health keys (a backend may set them for all of its servers).
+    pub check: Option<bool>,
+    pub on_marked_down: Option<Spanned<String>>,
+    pub on_marked_up: Option<Spanned<String>>,
+    pub slowstart: Option<Spanned<String>>,
+    pub observe: Option<Spanned<String>>,
+    pub error_limit: Option<Spanned<i64>>,
+    pub on_error: Option<Spanned<String>>,
 }

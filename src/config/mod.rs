@@ -12,8 +12,10 @@
 
 mod duration;
 pub mod file;
+pub mod health;
 
 pub use duration::parse_duration;
+pub use health::{CheckKind, HealthCheck, Observe, OnMarkedDown, OnMarkedUp, ServerHealth};
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -32,6 +34,14 @@ pub struct Config {
     pub global: Global,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
+    pub admin: Admin,
+}
+
+/// `[admin]`: the runtime API.
+#[derive(Debug, Clone, Default)]
+pub struct Admin {
+    /// Unix socket of the text runtime API (`show servers state`, `set server ...`).
+    pub socket: Option<PathBuf>,
 }
 
 /// `[global]`.
@@ -319,6 +329,8 @@ pub struct Backend {
     pub retries: u32,
     /// HTTP settings (used in mode `http` only).
     pub http: HttpBackend,
+    /// How its checked servers are probed.
+    pub health_check: HealthCheck,
 }
 
 /// `[[backend.server]]`.
@@ -331,6 +343,11 @@ pub struct Server {
     /// Whole-process limit of concurrent sessions; `None` is unlimited. Each shard enforces
     /// its share (see `upstream::shard_share`).
     pub maxconn: Option<NonZeroU32>,
+    /// Takes traffic only when no primary server of the backend is usable.
+    pub backup: bool,
+    /// Starts in MAINT.
+    pub disabled: bool,
+    pub health: ServerHealth,
 }
 
 /// Defaults that apply when neither `[defaults]` nor the section sets a key.
@@ -996,11 +1013,19 @@ impl Ctx<'_> {
             }
         }
 
+        let socket = file.admin.as_ref().and_then(|a| a.socket.as_ref());
+        if let Some(s) = socket.filter(|s| s.get_ref().is_empty()) {
+            return self.err(s.span(), "admin.socket", "is empty: give a path");
+        }
+        let admin = Admin {
+            socket: socket.map(|s| PathBuf::from(s.get_ref())),
+        };
         Ok(Config {
             source: self.source.to_path_buf(),
             global,
             frontends,
             backends,
+            admin,
         })
     }
 
@@ -1203,6 +1228,8 @@ impl Ctx<'_> {
                 }
             },
         };
+        let mode = self.mode(b.mode.as_ref(), "backend.mode")?;
+        let backend_health = health::HealthKeys::of_backend(b);
         let mut servers: Vec<Server> = Vec::with_capacity(b.server.len());
         for s in &b.server {
             if servers.iter().any(|x| x.name == *s.name.get_ref()) {
@@ -1216,9 +1243,8 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            servers.push(self.server(s)?);
+            servers.push(self.server(s, &backend_health, mode)?);
         }
-        let mode = self.mode(b.mode.as_ref(), "backend.mode")?;
         let keys = PoolKeys {
             http_reuse: b.http_reuse.as_ref(),
             pool_max_idle: b.pool_max_idle.as_ref(),
@@ -1266,10 +1292,16 @@ impl Ctx<'_> {
                 d.timeout_tunnel,
             )?,
             retries: self.retries(b.retries.as_ref(), "backend.retries", d.retries)?,
+            health_check: self.health_check(b.health_check.as_ref())?,
         })
     }
 
-    fn server(&self, s: &FileServer) -> Result<Server, ConfigError> {
+    fn server(
+        &self,
+        s: &FileServer,
+        backend_health: &health::HealthKeys<'_>,
+        mode: Mode,
+    ) -> Result<Server, ConfigError> {
         self.name(&s.name, "backend.server.name")?;
         let address = self.resolve(&s.address, "backend.server.address")?;
         if address.port() == 0 {
@@ -1306,11 +1338,15 @@ impl Ctx<'_> {
                 }
             },
         };
+        let keys = health::HealthKeys::of_server(s, backend_health);
         Ok(Server {
             name: s.name.get_ref().clone(),
             address,
             weight,
             maxconn,
+            backup: s.backup.unwrap_or(false),
+            disabled: s.disabled.unwrap_or(false),
+            health: self.server_health(s, &keys, mode, address)?,
         })
     }
 

@@ -265,6 +265,20 @@ impl Pools {
         next
     }
 
+    /// Closes the idle connections to one server (it was marked down or put in MAINT);
+    /// returns how many.
+    pub fn purge_server(&self, backend: usize, server: usize) -> usize {
+        let Some(pool) = self.pools.get(backend).and_then(|p| p.get(server)) else {
+            return 0;
+        };
+        let mut n = 0;
+        for stream in pool.borrow_mut().drain() {
+            close_clean(stream);
+            n += 1;
+        }
+        n
+    }
+
     /// Closes every idle connection (the shard is stopping).
     fn purge(&self) {
         for servers in &self.pools {

@@ -25,6 +25,7 @@
 //! Errors the proxy answers itself close the client connection afterwards, with a
 //! lingering close so the response is not lost to an RST.
 
+use std::cell::Cell;
 use std::io;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -36,7 +37,7 @@ use glommio::net::TcpStream;
 use super::body::{self, BodyError, Coding, Conn};
 use super::head::{self, Body, Limits, Method, Parsed, Version};
 use super::rewrite::{self, Connection, Framing, RequestExtras};
-use crate::config::{Frontend, HttpReuse, KeepAlive};
+use crate::config::{Frontend, HttpReuse, KeepAlive, Observe};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
@@ -111,6 +112,52 @@ struct Session {
     last_server: Option<(usize, usize)>,
     /// Fired when the shard begins to stop: idle connections close at once.
     stopping: AbortHandle,
+    /// The (backend, server) of the current exchange, watched by [`ServerWatch`].
+    using: Rc<Cell<Option<(usize, usize)>>>,
+}
+
+/// Ends a session when the server of its current exchange has its sessions shut down
+/// (`on_marked_down = "shutdown-sessions"`). It follows the session's `using` cell: it is
+/// polled after the session at every wake-up of the task, so its registration always
+/// matches the server in use by the time anything else can run.
+struct ServerWatch<'a> {
+    shard: &'a Shard,
+    /// (backend, server, kill slot) registered now.
+    registered: Option<(usize, usize, usize)>,
+}
+
+impl ServerWatch<'_> {
+    fn poll_killed(&mut self, using: Option<(usize, usize)>, cx: &std::task::Context<'_>) -> bool {
+        if self.registered.map(|(b, s, _)| (b, s)) != using {
+            self.unregister();
+            self.registered = using.map(|(b, s)| {
+                let slot = self.shard.backends[b].servers[s].kill.register();
+                (b, s, slot)
+            });
+        }
+        match self.registered {
+            Some((b, s, slot)) => self.shard.backends[b].servers[s].kill.poll_killed(slot, cx),
+            None => false,
+        }
+    }
+
+    fn unregister(&mut self) {
+        if let Some((b, s, slot)) = self.registered.take() {
+            self.shard.backends[b].servers[s].kill.unregister(slot);
+        }
+    }
+}
+
+impl Drop for ServerWatch<'_> {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// A status that counts as a server error for `observe = "layer7"` (HAProxy's rule: 5xx
+/// but 501 and 505, which say the request was not understood).
+fn server_error(status: u16) -> bool {
+    (500..600).contains(&status) && status != 501 && status != 505
 }
 
 /// Serves one accepted http-mode client to the end.
@@ -132,7 +179,9 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         .map(|a| a.ip());
     let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
     let abort = shard.abort.register();
+    let using = Rc::new(Cell::new(None));
     let mut s = Session {
+        using: Rc::clone(&using),
         stopping: shard.stopping_signal.register(),
         client: Conn::new(stream, shard.http_buffers.take(capacity)),
         shard: Rc::clone(&shard),
@@ -145,11 +194,26 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         served: 0,
         last_server: None,
     };
-    let end = futures_lite::future::or(s.run(), async {
-        abort.fired().await;
-        End::Close
-    })
+    let mut watch = ServerWatch {
+        shard: &shard,
+        registered: None,
+    };
+    let end = futures_lite::future::or(
+        s.run(),
+        futures_lite::future::poll_fn(|cx| {
+            if abort.poll_fired(cx) {
+                return std::task::Poll::Ready(End::Close);
+            }
+            if watch.poll_killed(using.get(), cx) {
+                let c = &shard.counters;
+                c.sessions_killed.set(c.sessions_killed.get() + 1);
+                return std::task::Poll::Ready(End::Close);
+            }
+            std::task::Poll::Pending
+        }),
+    )
     .await;
+    drop(watch);
     if end != End::Tunnel {
         s.close_client(end == End::Linger).await;
     }
@@ -388,7 +452,18 @@ impl Session {
                 }
             };
             if failure.is_none() {
-                failure = match self.read_response(method, client_version).await {
+                let response = self.read_response(method, client_version).await;
+                let state = &shard.backends[backend].servers[index];
+                match response {
+                    Ok(()) => {
+                        shard.observe(state, Observe::Layer7, !server_error(self.resp.status))
+                    }
+                    Err(Failure::Empty | Failure::Timeout | Failure::Invalid) => {
+                        shard.observe(state, Observe::Layer7, false)
+                    }
+                    Err(_) => {}
+                }
+                failure = match response {
                     // A listed status is retried only when it can be; else it is the
                     // answer.
                     Ok(())
@@ -695,6 +770,7 @@ impl Session {
             if s.backend == backend && !fresh {
                 if let Some(slot) = state.acquire_server(s.server) {
                     s.slot = Some(slot);
+                    self.using.set(Some((backend, s.server)));
                     return Ok(());
                 }
             }
@@ -732,10 +808,11 @@ impl Session {
                         uses: idle.uses,
                         slot: Some(slot),
                     });
+                    self.using.set(Some((backend, index)));
                     return Ok(());
                 }
             }
-            match crate::l4::connect_to(&slot.server, be.timeout_connect).await {
+            match crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await {
                 Some(stream) => {
                     let _ = stream.set_nodelay(true);
                     if self.frontend().splice
@@ -754,6 +831,7 @@ impl Session {
                         uses: 0,
                         slot: Some(slot),
                     });
+                    self.using.set(Some((backend, index)));
                     return Ok(());
                 }
                 None => {
@@ -773,6 +851,7 @@ impl Session {
     /// (or stays with this client, `http_reuse = "never"`) when `keep` and nothing
     /// follows its response, else closes.
     fn release_server(&mut self, keep: bool) {
+        self.using.set(None);
         let Some(mut s) = self.server.take() else {
             return;
         };
@@ -794,6 +873,7 @@ impl Session {
 
     /// Closes the server connection, if any (see [`Session::close_server`]).
     fn drop_server(&mut self, pending: bool) {
+        self.using.set(None);
         if let Some(s) = self.server.take() {
             self.close_server(s, pending);
         }
@@ -844,10 +924,12 @@ impl Session {
         }
         let shard = Rc::clone(&self.shard);
         let fe = &shard.config.frontends[self.frontend];
+        let state = Rc::clone(&shard.backends[server.backend].servers[server.server]);
         crate::l4::tunnel(
             &shard,
             &mut self.client.stream,
             &mut server.conn.stream,
+            &state,
             fe,
             be,
         )

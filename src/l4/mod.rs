@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use glommio::net::TcpStream;
 
-use crate::config::{Backend, Frontend};
+use crate::config::{Backend, Frontend, Observe};
 use crate::upstream::{ActiveSlot, BackendState, ServerState, TriedSet};
 use crate::worker::Shard;
 use relay::{Forwarding, RelayEnd, RelayTimeouts};
@@ -28,7 +28,8 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
     let Some(b) = fe.backend else { return };
     let be = &shard.config.backends[b];
     let backend = &shard.backends[b];
-    let Some((mut server, _slot)) = connect(backend, be.timeout_connect, be.retries).await else {
+    let Some((mut server, slot)) = connect(&shard, backend, be.timeout_connect, be.retries).await
+    else {
         backend.no_server.set(backend.no_server.get() + 1);
         return;
     };
@@ -44,16 +45,17 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
             .set(shard.counters.relay_errors.get() + 1);
         return;
     }
-    tunnel(&shard, &mut client, &mut server, fe, be).await;
+    tunnel(&shard, &mut client, &mut server, &slot.server, fe, be).await;
 }
 
 /// Relays a prepared client/server pair until the tunnel ends (tcp mode, and http after
-/// `101 Switching Protocols`), under the frontend's and backend's tunnel timeouts and the
-/// shard's abort signal, and counts the outcome.
+/// `101 Switching Protocols`), under the frontend's and backend's tunnel timeouts, the
+/// shard's abort signal and the server's kill signal, and counts the outcome.
 pub async fn tunnel(
     shard: &Shard,
     client: &mut TcpStream,
     server: &mut TcpStream,
+    server_state: &ServerState,
     fe: &Frontend,
     be: &Backend,
 ) {
@@ -68,6 +70,7 @@ pub async fn tunnel(
         server_fin: be.timeout_server_fin,
     };
     let abort = shard.abort.register();
+    let kill = server_state.kill.guard();
     let (end, bytes) = relay::relay(
         client,
         server,
@@ -75,6 +78,7 @@ pub async fn tunnel(
         timeouts,
         &shard.relay_buffers,
         &abort,
+        Some(&kill),
     )
     .await;
     let c = &shard.counters;
@@ -85,12 +89,14 @@ pub async fn tunnel(
         RelayEnd::Timeout { .. } => c.relay_timeouts.set(c.relay_timeouts.get() + 1),
         RelayEnd::Error { .. } => c.relay_errors.set(c.relay_errors.get() + 1),
         RelayEnd::Aborted => c.relay_aborted.set(c.relay_aborted.get() + 1),
+        RelayEnd::Killed => c.sessions_killed.set(c.sessions_killed.get() + 1),
     }
 }
 
 /// Connects to a server of `backend`: the first attempt plus up to `retries` more, each on
 /// a server not yet tried while one remains.
 pub async fn connect(
+    shard: &Shard,
     backend: &BackendState,
     timeout: std::time::Duration,
     retries: u32,
@@ -98,7 +104,7 @@ pub async fn connect(
     let mut tried = TriedSet::default();
     for _attempt in 0..=retries {
         let slot = backend.acquire(&tried)?;
-        match connect_to(&slot.server, timeout).await {
+        match connect_to(shard, &slot.server, timeout).await {
             Some(stream) => return Some((stream, slot)),
             None => tried.insert(slot.index, backend.servers.len()),
         }
@@ -107,9 +113,15 @@ pub async fn connect(
 }
 
 /// One connection attempt to `server` within `timeout`, counted on the server (an
-/// established connection, or a failure).
-pub async fn connect_to(server: &ServerState, timeout: std::time::Duration) -> Option<TcpStream> {
-    match TcpStream::connect_timeout(server.address, timeout).await {
+/// established connection, or a failure) and observed for passive checks.
+pub async fn connect_to(
+    shard: &Shard,
+    server: &ServerState,
+    timeout: std::time::Duration,
+) -> Option<TcpStream> {
+    let result = TcpStream::connect_timeout(server.address, timeout).await;
+    shard.observe(server, Observe::Layer4, result.is_ok());
+    match result {
         Ok(stream) => {
             server.sessions.set(server.sessions.get() + 1);
             Some(stream)

@@ -31,7 +31,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::splice::{Pipe, RelayBuffers};
-use crate::worker::abort::AbortHandle;
+use crate::worker::abort::{AbortHandle, KillRegistration};
 
 /// Chunks one direction may move in one poll before yielding to other tasks.
 pub const POLL_BUDGET_CHUNKS: u32 = 16;
@@ -76,6 +76,8 @@ pub enum RelayEnd {
     Error { side: Side, error: io::Error },
     /// The shard told every session to end (grace period over).
     Aborted,
+    /// The server's sessions were shut down (it was marked down, or by the operator).
+    Killed,
 }
 
 /// Bytes moved, per direction.
@@ -93,6 +95,7 @@ pub async fn relay(
     timeouts: RelayTimeouts,
     buffers: &RelayBuffers,
     abort: &AbortHandle,
+    kill: Option<&KillRegistration<'_>>,
 ) -> (RelayEnd, RelayBytes) {
     let engines = match forwarding {
         Forwarding::Splice => match (Engine::splice(buffers), Engine::splice(buffers)) {
@@ -108,6 +111,7 @@ pub async fn relay(
     let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
     let mut relay = Relay {
         abort,
+        kill,
         buffers,
         client,
         server,
@@ -127,6 +131,7 @@ pub async fn relay(
 
 struct Relay<'a> {
     abort: &'a AbortHandle,
+    kill: Option<&'a KillRegistration<'a>>,
     buffers: &'a RelayBuffers,
     client: &'a mut TcpStream,
     server: &'a mut TcpStream,
@@ -166,6 +171,9 @@ impl Future for Relay<'_> {
         let this = self.get_mut();
         if this.abort.poll_fired(cx) {
             return Poll::Ready((RelayEnd::Aborted, this.bytes()));
+        }
+        if this.kill.is_some_and(|k| k.poll_killed(cx)) {
+            return Poll::Ready((RelayEnd::Killed, this.bytes()));
         }
         let mut progressed = false;
         let mut scratch = this.buffers.scratch();

@@ -48,12 +48,19 @@ pub enum StartError {
     },
     #[error("cannot read this process's CPU set: {0}")]
     Affinity(std::io::Error),
+    #[error("cannot open the admin socket {path}: {source} (admin.socket: choose another path, or stop the process that uses it)")]
+    Admin {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A started proxy.
 pub struct Running {
     stop: Arc<StopFlag>,
     threads: Vec<JoinHandle<()>>,
+    /// The control thread (runtime API), when `[admin] socket` is set.
+    control: Option<JoinHandle<()>>,
     /// Per frontend (config order): the addresses actually bound.
     bound: Vec<Vec<SocketAddr>>,
     shards: usize,
@@ -79,6 +86,10 @@ impl Running {
     pub fn wait(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(c) = self.control {
+            self.stop.request();
+            let _ = c.join();
         }
     }
 
@@ -145,11 +156,24 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         bound.push(addrs);
     }
 
+    let admin = match &config.admin.socket {
+        Some(path) => Some((
+            crate::admin::bind(path).map_err(|source| StartError::Admin {
+                path: path.clone(),
+                source,
+            })?,
+            path.clone(),
+        )),
+        None => None,
+    };
+    let (meshes, control_link) = worker::mesh::build(shards, admin.is_some());
+
     let config = Arc::new(config);
     let stop = Arc::new(StopFlag::default());
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
     let mut threads = Vec::with_capacity(shards);
-    for (id, (cpu, listeners)) in placement.into_iter().zip(per_shard).enumerate() {
+    let plan = placement.into_iter().zip(per_shard).zip(meshes);
+    for (id, ((cpu, listeners), mesh)) in plan.enumerate() {
         let config = Arc::clone(&config);
         let shard_stop = Arc::clone(&stop);
         let ready = ready_tx.clone();
@@ -176,7 +200,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                 let _ = ready.send(Ok(id));
                 drop(ready);
                 executor.run(async move {
-                    let shard = Rc::new(Shard::new(id, shards, config));
+                    let shard = Rc::new(Shard::new(id, shards, config, mesh));
                     worker::run(shard, listeners, shard_stop).await;
                 });
             });
@@ -195,9 +219,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     }
     drop(ready_tx);
 
-    let running = Running {
+    let mut running = Running {
         stop,
         threads,
+        control: None,
         bound,
         shards,
     };
@@ -215,6 +240,23 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                     message: "a shard thread exited during startup".into(),
                     hint: "",
                 });
+            }
+        }
+    }
+    if let (Some((listener, path)), Some(link)) = (admin, control_link) {
+        let started = crate::admin::start(
+            listener,
+            path.clone(),
+            Arc::clone(&config),
+            link,
+            Arc::clone(&running.stop),
+        );
+        match started {
+            Ok(handle) => running.control = Some(handle),
+            Err(source) => {
+                running.shutdown();
+                let _ = std::fs::remove_file(&path);
+                return Err(StartError::Admin { path, source });
             }
         }
     }

@@ -13,14 +13,19 @@
 //! that a busy shard cannot borrow an idle shard's share.
 
 pub mod balance;
+pub mod check;
+pub mod health;
 pub mod pool;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, Observe};
+use crate::worker::abort::KillSignal;
 use balance::{Balancer, Candidate};
+use health::{Admin, Health, Status};
 
 /// This shard's part of a process-wide limit `total` split over `shards` shards.
 pub fn shard_share(total: u32, shard: usize, shards: usize) -> u32 {
@@ -45,12 +50,113 @@ pub struct ServerState {
     pub sessions: Cell<u64>,
     /// http mode: what became of its connections (reused, retried, closed).
     pub pool: pool::PoolCounters,
+    /// Index of its backend in the configuration, and its own index in the backend.
+    pub backend: usize,
+    pub index: usize,
+    /// Takes traffic only when no primary server of the backend is usable.
+    pub backup: bool,
+    /// Its health as this shard knows it (from the owning shard).
+    status: Cell<Status>,
+    /// When it last became usable, while `slowstart` ramps its weight and limit.
+    ramp_since: Cell<Option<Instant>>,
+    slowstart: Duration,
+    /// Closes the sessions using it (`on_marked_down = "shutdown-sessions"`).
+    pub kill: KillSignal,
+    /// Passive checks: which errors count, and how many in a row this shard has seen.
+    observe: Option<Observe>,
+    error_limit: u32,
+    consecutive_errors: Cell<u32>,
+    /// On the owning shard only: the rise/fall decision.
+    pub health: RefCell<Option<Health>>,
 }
 
 impl ServerState {
     pub fn active(&self) -> u32 {
         self.active.get()
     }
+
+    pub fn status(&self) -> Status {
+        self.status.get()
+    }
+
+    /// Takes new sessions (checks say UP, operator says READY).
+    pub fn usable(&self) -> bool {
+        self.status.get().usable()
+    }
+
+    /// Takes requests of sessions that already use it (DRAIN too, not DOWN or MAINT).
+    fn serves_persistent(&self) -> bool {
+        let s = self.status.get();
+        s.up && s.admin != Admin::Maint
+    }
+
+    /// Weight and limit as the balancer sees them now: 0 when not usable, ramped while
+    /// `slowstart` runs.
+    fn effective(&self) -> (u32, Option<u32>) {
+        if !self.usable() {
+            return (0, self.limit);
+        }
+        let Some(since) = self.ramp_since.get() else {
+            return (self.weight, self.limit);
+        };
+        let now = Instant::now();
+        if now.saturating_duration_since(since) >= self.slowstart {
+            self.ramp_since.set(None);
+            return (self.weight, self.limit);
+        }
+        let ramp = |full| health::ramp(full, since, now, self.slowstart);
+        (ramp(self.weight), self.limit.map(ramp))
+    }
+
+    /// Records one outcome of live traffic for passive checks (`observe`); returns true
+    /// when this shard has just seen `error_limit` errors in a row (then the owner
+    /// applies `on_error`, and the count starts over).
+    pub fn observed(&self, layer: Observe, ok: bool) -> bool {
+        let counts = matches!(
+            (self.observe, layer),
+            (Some(Observe::Layer7), _) | (Some(Observe::Layer4), Observe::Layer4)
+        );
+        if !counts {
+            return false;
+        }
+        if ok {
+            self.consecutive_errors.set(0);
+            return false;
+        }
+        let n = self.consecutive_errors.get() + 1;
+        if n >= self.error_limit {
+            self.consecutive_errors.set(0);
+            true
+        } else {
+            self.consecutive_errors.set(n);
+            false
+        }
+    }
+}
+
+/// The status every shard starts with for a server: UP (one failed check from DOWN when
+/// checked), MAINT when `disabled`.
+pub fn initial_health(backend: &Backend, server: usize) -> Health {
+    let s = &backend.servers[server];
+    let mut h = if s.health.check {
+        Health::new(backend.health_check.rise, backend.health_check.fall)
+    } else {
+        Health::unchecked()
+    };
+    if s.disabled {
+        h.set_admin(Admin::Maint);
+    }
+    h
+}
+
+/// The shard that checks server `server` of backend `backend` and decides its state:
+/// servers are dealt to shards in configuration order.
+pub fn owner_shard(config: &Config, backend: usize, server: usize, shards: usize) -> usize {
+    let before: usize = config.backends[..backend]
+        .iter()
+        .map(|b| b.servers.len())
+        .sum();
+    (before + server) % shards
 }
 
 /// One backend as one shard sees it.
@@ -61,14 +167,17 @@ pub struct BackendState {
     balancer: RefCell<Balancer>,
     /// Sessions closed because no server could be picked or reached.
     pub no_server: Cell<u64>,
+    /// Primary servers usable now; backups take traffic only while it is 0.
+    usable_primaries: Cell<usize>,
 }
 
 impl BackendState {
-    pub fn new(cfg: &Backend, shard: usize, shards: usize) -> Self {
+    pub fn new(cfg: &Backend, backend_index: usize, shard: usize, shards: usize) -> Self {
         let servers = cfg
             .servers
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(index, s)| {
                 Rc::new(ServerState {
                     name: s.name.clone(),
                     address: s.address,
@@ -78,30 +187,67 @@ impl BackendState {
                     connect_failures: Cell::new(0),
                     sessions: Cell::new(0),
                     pool: Default::default(),
+                    backend: backend_index,
+                    index,
+                    backup: s.backup,
+                    status: Cell::new(initial_health(cfg, index).status()),
+                    ramp_since: Cell::new(None),
+                    slowstart: s.health.slowstart,
+                    kill: KillSignal::default(),
+                    observe: s.health.observe,
+                    error_limit: s.health.error_limit,
+                    consecutive_errors: Cell::new(0),
+                    health: RefCell::new(None),
                 })
             })
             .collect::<Vec<_>>();
-        BackendState {
+        let state = BackendState {
             name: cfg.name.clone(),
             balancer: RefCell::new(Balancer::new(cfg.balance, servers.len())),
             servers,
             no_server: Cell::new(0),
-        }
+            usable_primaries: Cell::new(0),
+        };
+        state.count_usable();
+        state
     }
 
-    /// Takes a place on server `index` if it has room (its share of `maxconn`) and
-    /// weight; `None` otherwise.
+    fn count_usable(&self) {
+        let n = self
+            .servers
+            .iter()
+            .filter(|s| !s.backup && s.usable() && s.weight > 0)
+            .count();
+        self.usable_primaries.set(n);
+    }
+
+    /// Applies a server's new status (sent by its owning shard); returns the status it
+    /// had. A server that becomes usable starts its `slowstart` ramp.
+    pub fn set_status(&self, index: usize, status: Status) -> Status {
+        let server = &self.servers[index];
+        let old = server.status.replace(status);
+        if !old.usable() && status.usable() && !server.slowstart.is_zero() {
+            server.ramp_since.set(Some(Instant::now()));
+        }
+        self.count_usable();
+        old
+    }
+
+    /// Whether any primary server is usable (else backups take the traffic).
+    pub fn primaries_usable(&self) -> bool {
+        self.usable_primaries.get() > 0
+    }
+
+    /// Takes a place on server `index` for a session that already used it (its kept
+    /// connection, `prefer_last_server`) if it has room (its share of `maxconn`), weight,
+    /// and serves such sessions (UP, not in MAINT; DRAIN does); `None` otherwise.
     pub fn acquire_server(&self, index: usize) -> Option<ActiveSlot> {
         let server = self.servers.get(index)?;
         let full = server.limit.is_some_and(|l| server.active.get() >= l);
-        if full || server.weight == 0 {
+        if full || server.weight == 0 || !server.serves_persistent() {
             return None;
         }
-        server.active.set(server.active.get() + 1);
-        Some(ActiveSlot {
-            index,
-            server: Rc::clone(server),
-        })
+        Some(ActiveSlot::take(index, server))
     }
 
     /// Picks a server not in `tried` and takes a place on it.
@@ -129,20 +275,25 @@ impl BackendState {
             );
             &mut heap
         };
+        // Backups take traffic only while no primary is usable.
+        let backups = !self.primaries_usable();
         for (c, s) in candidates.iter_mut().zip(&self.servers) {
+            let (weight, limit) = if s.backup == backups {
+                s.effective()
+            } else {
+                (0, s.limit)
+            };
             *c = Candidate {
-                weight: s.weight,
+                weight,
                 active: s.active.get(),
-                limit: s.limit,
+                limit,
             };
         }
         let index = self
             .balancer
             .borrow_mut()
             .pick(candidates, |i| tried.contains(i))?;
-        let server = Rc::clone(&self.servers[index]);
-        server.active.set(server.active.get() + 1);
-        Some(ActiveSlot { index, server })
+        Some(ActiveSlot::take(index, &self.servers[index]))
     }
 }
 
@@ -151,6 +302,16 @@ impl BackendState {
 pub struct ActiveSlot {
     pub index: usize,
     pub server: Rc<ServerState>,
+}
+
+impl ActiveSlot {
+    fn take(index: usize, server: &Rc<ServerState>) -> ActiveSlot {
+        server.active.set(server.active.get() + 1);
+        ActiveSlot {
+            index,
+            server: Rc::clone(server),
+        }
+    }
 }
 
 impl Drop for ActiveSlot {
@@ -191,7 +352,8 @@ pub fn shard_backends(config: &Config, shard: usize, shards: usize) -> Vec<Rc<Ba
     config
         .backends
         .iter()
-        .map(|b| Rc::new(BackendState::new(b, shard, shards)))
+        .enumerate()
+        .map(|(i, b)| Rc::new(BackendState::new(b, i, shard, shards)))
         .collect()
 }
 

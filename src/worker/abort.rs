@@ -95,6 +95,119 @@ impl Drop for AbortHandle {
     }
 }
 
+/// A re-armable "close the sessions registered now" signal: one per server per shard, for
+/// `on_marked_down = "shutdown-sessions"` and the runtime API's `shutdown sessions`.
+///
+/// Unlike [`AbortSignal`] it does not latch: [`KillSignal::kill_registered`] ends the
+/// sessions registered at that moment, and sessions registered later are not affected.
+/// A registration is a slot index; [`KillRegistration`] unregisters it when dropped.
+#[derive(Debug, Default)]
+pub struct KillSignal {
+    slots: RefCell<Vec<KillSlot>>,
+    free: RefCell<Vec<usize>>,
+}
+
+#[derive(Debug, Default)]
+struct KillSlot {
+    in_use: bool,
+    killed: bool,
+    waker: Option<Waker>,
+}
+
+impl KillSignal {
+    /// A new registration; its slot is reused once unregistered.
+    pub fn register(&self) -> usize {
+        let mut slots = self.slots.borrow_mut();
+        let slot = match self.free.borrow_mut().pop() {
+            Some(slot) => slot,
+            None => {
+                slots.push(KillSlot::default());
+                slots.len() - 1
+            }
+        };
+        slots[slot] = KillSlot {
+            in_use: true,
+            killed: false,
+            waker: None,
+        };
+        slot
+    }
+
+    pub fn unregister(&self, slot: usize) {
+        let mut slots = self.slots.borrow_mut();
+        debug_assert!(slots[slot].in_use, "slot {slot} unregistered twice");
+        slots[slot] = KillSlot::default();
+        self.free.borrow_mut().push(slot);
+    }
+
+    /// True once the registration was killed; otherwise remembers `cx`'s waker.
+    pub fn poll_killed(&self, slot: usize, cx: &Context<'_>) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let s = &mut slots[slot];
+        if s.killed {
+            return true;
+        }
+        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waker = Some(cx.waker().clone());
+        }
+        false
+    }
+
+    /// Kills every current registration and wakes the sessions waiting on them; returns
+    /// how many there were.
+    pub fn kill_registered(&self) -> usize {
+        let mut wakers = Vec::new();
+        let mut killed = 0;
+        for s in self
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .filter(|s| s.in_use && !s.killed)
+        {
+            s.killed = true;
+            killed += 1;
+            wakers.extend(s.waker.take());
+        }
+        for w in wakers {
+            w.wake();
+        }
+        killed
+    }
+
+    /// A registration that ends with the returned guard.
+    pub fn guard(&self) -> KillRegistration<'_> {
+        KillRegistration {
+            signal: self,
+            slot: self.register(),
+        }
+    }
+
+    /// Registrations alive now.
+    pub fn registered(&self) -> usize {
+        self.slots.borrow().len() - self.free.borrow().len()
+    }
+}
+
+/// One session's registration with a [`KillSignal`], unregistered on drop.
+#[derive(Debug)]
+pub struct KillRegistration<'a> {
+    signal: &'a KillSignal,
+    slot: usize,
+}
+
+impl KillRegistration<'_> {
+    /// True once killed; otherwise remembers `cx`'s waker.
+    pub fn poll_killed(&self, cx: &Context<'_>) -> bool {
+        self.signal.poll_killed(self.slot, cx)
+    }
+}
+
+impl Drop for KillRegistration<'_> {
+    fn drop(&mut self) {
+        self.signal.unregister(self.slot);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +238,35 @@ mod tests {
         signal.fire();
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         assert!(a.poll_fired(&cx) && b.poll_fired(&cx));
+    }
+
+    #[test]
+    fn kill_ends_current_registrations_only() {
+        let signal = KillSignal::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let cx = Context::from_waker(&waker);
+        let a = signal.register();
+        let b = signal.register();
+        assert!(!signal.poll_killed(a, &cx));
+        assert!(!signal.poll_killed(a, &cx), "re-polling keeps one waker");
+        assert_eq!(signal.kill_registered(), 2);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "only a was waiting");
+        assert!(signal.poll_killed(a, &cx) && signal.poll_killed(b, &cx));
+        assert_eq!(signal.kill_registered(), 0, "already killed");
+        let c = signal.register();
+        assert!(
+            !signal.poll_killed(c, &cx),
+            "registered after the kill: alive"
+        );
+        signal.unregister(a);
+        signal.unregister(b);
+        let d = signal.register();
+        assert!(!signal.poll_killed(d, &cx), "a reused slot starts alive");
+        assert_eq!(signal.registered(), 2);
+        signal.unregister(c);
+        signal.unregister(d);
+        assert_eq!(signal.registered(), 0);
     }
 
     #[test]

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use glommio::net::TcpListener;
 
 pub mod abort;
+pub mod mesh;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Observe};
 use crate::upstream::{shard_backends, BackendState};
 use abort::AbortSignal;
 
@@ -63,6 +64,9 @@ pub struct ShardCounters {
     pub relay_errors: Cell<u64>,
     /// Sessions ended because the grace period after a stop was over.
     pub relay_aborted: Cell<u64>,
+    /// Sessions closed because their server's sessions were shut down
+    /// (`on_marked_down = "shutdown-sessions"`, `on_marked_up`, the runtime API).
+    pub sessions_killed: Cell<u64>,
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
     /// http mode: requests read whole.
@@ -93,10 +97,12 @@ pub struct Shard {
     pub stopping_signal: Rc<AbortSignal>,
     /// Set once the shard stops accepting.
     pub stopping: Cell<bool>,
+    /// Channels to the other shards and the control thread.
+    pub mesh: mesh::Mesh,
 }
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, config: Arc<Config>) -> Shard {
+    pub fn new(id: usize, shards: usize, config: Arc<Config>, mesh: mesh::Mesh) -> Shard {
         let backends = shard_backends(&config, id, shards);
         let http_pools = crate::http::pool::Pools::new(&config);
         Shard {
@@ -110,6 +116,27 @@ impl Shard {
             abort: Default::default(),
             stopping_signal: Default::default(),
             stopping: Cell::new(false),
+            mesh,
+        }
+    }
+
+    /// Passive checks: records one outcome of live traffic to `server`; at its
+    /// `error_limit` errors in a row, tells the server's owning shard.
+    pub fn observe(&self, server: &crate::upstream::ServerState, layer: Observe, ok: bool) {
+        if server.observed(layer, ok) {
+            let owner = crate::upstream::owner_shard(
+                &self.config,
+                server.backend,
+                server.index,
+                self.mesh.shards(),
+            );
+            self.mesh.send_to(
+                owner,
+                mesh::ShardMsg::Errors {
+                    backend: server.backend,
+                    server: server.index,
+                },
+            );
         }
     }
 }
@@ -137,8 +164,12 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
         .http_pools
         .any()
         .then(|| glommio::spawn_local(crate::http::pool::watch(Rc::clone(&shard))));
+    let checkers = crate::upstream::check::start(&shard);
     while !stop.is_requested() {
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+        while let Some(msg) = shard.mesh.try_recv() {
+            crate::upstream::check::on_message(&shard, msg);
+        }
     }
 
     // Stop accepting: shutting a listener down fails its pending accept, so each loop ends
@@ -177,6 +208,9 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
     // connections that are draining end within their own bound.
     if let Some(w) = watcher {
         w.await;
+    }
+    for c in checkers {
+        c.await;
     }
     while shard.http_pools.draining.get() > 0 {
         glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;

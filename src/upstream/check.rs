@@ -1,0 +1,381 @@
+//! Health checks at run time: the probes, the owning shard's check loops, and what every
+//! shard does when a server's status changes.
+//!
+//! Owns the I/O side of health; the decisions are [`super::health`]'s. Each server is
+//! owned by one shard ([`super::owner_shard`]): only the owner probes it (so a server sees
+//! one probe per interval whatever the number of shards) and keeps its [`Health`]. Every
+//! change of its status goes to every shard, the owner included, through the mesh
+//! ([`crate::worker::mesh`]); shards apply it on their next control tick. Applying a
+//! status: the balancer sees it at once; a server that stops taking traffic loses its idle
+//! pooled connections; with `on_marked_down = "shutdown-sessions"` a server marked DOWN has
+//! its sessions and tunnels closed on every shard; with `on_marked_up =
+//! "shutdown-backup-sessions"` a primary coming back closes the sessions of the backup
+//! servers.
+//!
+//! A probe is bounded by `timeout` (connect, and for http the response head) and closes
+//! its connection with a FIN, after reading what the server sent (bounded), so that the
+//! server never sees an RST from a check.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncReadExt;
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::health::{Health, Status, Transition};
+use super::{initial_health, owner_shard};
+use crate::config::{CheckKind, HealthCheck, OnMarkedDown, OnMarkedUp};
+use crate::worker::mesh::{ControlMsg, ShardMsg};
+use crate::worker::Shard;
+
+/// A check loop wakes at least this often to see whether a passive error asked for the
+/// next check sooner, and whether the shard is stopping.
+pub const CHECK_TICK: Duration = Duration::from_millis(100);
+
+/// Bounds of reading what a server still sends after a probe, before closing.
+pub const PROBE_DRAIN_BYTES: usize = 64 * 1024;
+pub const PROBE_DRAIN_TIME: Duration = Duration::from_millis(500);
+
+/// Largest response head an http check reads.
+pub const PROBE_HEAD_BYTES: usize = 8 * 1024;
+
+/// Why a check failed (for the log line).
+#[derive(Debug)]
+pub enum CheckFailure {
+    /// Connecting failed (refused, unreachable, ...).
+    Connect(String),
+    /// No connection or no response head within `timeout`.
+    Timeout,
+    /// The server closed before a whole response head.
+    Closed,
+    /// Not an HTTP response head (or too large).
+    Invalid,
+    /// A status `expect_status` does not list.
+    Status(u16),
+    /// Reading or writing failed.
+    Io(io::ErrorKind),
+}
+
+impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckFailure::Connect(e) => write!(f, "layer 4: connection failed: {e}"),
+            CheckFailure::Timeout => write!(f, "timeout"),
+            CheckFailure::Closed => write!(f, "layer 7: closed before a response"),
+            CheckFailure::Invalid => write!(f, "layer 7: invalid response"),
+            CheckFailure::Status(s) => write!(f, "layer 7: unexpected status {s}"),
+            CheckFailure::Io(k) => write!(f, "layer 4: {k}"),
+        }
+    }
+}
+
+/// Makes this shard the keeper of the servers it owns and starts a check loop for each
+/// checked one. The loops end when the shard stops.
+pub fn start(shard: &Rc<Shard>) -> Vec<glommio::Task<()>> {
+    let shards = shard.mesh.shards();
+    let mut loops = Vec::new();
+    for (b, backend) in shard.config.backends.iter().enumerate() {
+        for (s, server) in backend.servers.iter().enumerate() {
+            if owner_shard(&shard.config, b, s, shards) != shard.id {
+                continue;
+            }
+            *shard.backends[b].servers[s].health.borrow_mut() = Some(initial_health(backend, s));
+            if server.health.check {
+                loops.push(glommio::spawn_local(check_loop(Rc::clone(shard), b, s)));
+            }
+        }
+    }
+    loops
+}
+
+async fn check_loop(shard: Rc<Shard>, b: usize, s: usize) {
+    let stopping = shard.stopping_signal.register();
+    let be = &shard.config.backends[b];
+    let hc = &be.health_check;
+    let addr = be.servers[s].health.check_addr;
+    let state = &shard.backends[b].servers[s];
+    // Spread the first checks of the servers over one interval.
+    let spread = hc.intervals.interval / 8 * ((b * 31 + s) % 8) as u32;
+    let mut last = Instant::now() - hc.intervals.interval + spread;
+    loop {
+        // Sleep until due, in ticks: a passive error may bring the next check forward.
+        loop {
+            let due = {
+                let health = state.health.borrow();
+                let h = health.as_ref().expect("set by start");
+                last + h.next_interval(&hc.intervals)
+            };
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            let stop = futures_lite::future::or(
+                async {
+                    glommio::timer::sleep((due - now).min(CHECK_TICK)).await;
+                    false
+                },
+                async {
+                    stopping.fired().await;
+                    true
+                },
+            )
+            .await;
+            if stop {
+                return;
+            }
+        }
+        last = Instant::now();
+        let outcome = futures_lite::future::or(probe(hc, addr), async {
+            stopping.fired().await;
+            Err(CheckFailure::Timeout)
+        })
+        .await;
+        if shard.stopping.get() {
+            return;
+        }
+        let took = last.elapsed();
+        let passed = outcome.is_ok();
+        update(
+            &shard,
+            b,
+            s,
+            |h| h.record(passed),
+            |t| match &outcome {
+                Ok(()) => format!("check passed in {} ms", took.as_millis()),
+                Err(e) => match t {
+                    Transition::Down => format!("{e}, check took {} ms", took.as_millis()),
+                    Transition::Up => String::new(),
+                },
+            },
+        );
+    }
+}
+
+/// On the owning shard: changes the server's [`Health`] with `change` and, if its status
+/// changed, sends it to every shard and the control thread; a transition is logged with
+/// `reason`.
+fn update(
+    shard: &Shard,
+    b: usize,
+    s: usize,
+    change: impl FnOnce(&mut Health) -> Option<Transition>,
+    reason: impl FnOnce(Transition) -> String,
+) {
+    let state = &shard.backends[b].servers[s];
+    let (before, after, transition) = {
+        let mut health = state.health.borrow_mut();
+        let Some(h) = health.as_mut() else {
+            return;
+        };
+        let before = h.status();
+        let t = change(h);
+        (before, h.status(), t)
+    };
+    if before == after {
+        return;
+    }
+    if let Some(t) = transition {
+        eprintln!(
+            "ringproxy: server {}/{} is {} ({}); now {}",
+            shard.config.backends[b].name,
+            state.name,
+            if t == Transition::Up { "UP" } else { "DOWN" },
+            reason(t),
+            after.describe()
+        );
+    }
+    shard.mesh.broadcast(ShardMsg::Status {
+        backend: b,
+        server: s,
+        status: after,
+        transition,
+    });
+    shard.mesh.to_control(ControlMsg::Status {
+        backend: b,
+        server: s,
+        status: after,
+    });
+}
+
+/// Applies a message from the mesh (on the shard's control tick).
+pub fn on_message(shard: &Shard, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Status {
+            backend,
+            server,
+            status,
+            transition,
+        } => apply_status(shard, backend, server, status, transition),
+        ShardMsg::SetAdmin {
+            backend,
+            server,
+            admin,
+        } => {
+            update(
+                shard,
+                backend,
+                server,
+                |h| {
+                    h.set_admin(admin);
+                    None
+                },
+                |_| String::new(),
+            );
+        }
+        ShardMsg::Errors { backend, server } => {
+            let on_error = shard.config.backends[backend].servers[server]
+                .health
+                .on_error;
+            update(
+                shard,
+                backend,
+                server,
+                |h| h.observe_errors(on_error),
+                |_| "errors on live traffic reached error_limit".into(),
+            );
+        }
+        ShardMsg::ShutdownSessions { backend, server } => {
+            let name = &shard.backends[backend].servers[server].name;
+            kill(shard, backend, server, &format!("{name}: by the operator"));
+        }
+    }
+}
+
+fn apply_status(shard: &Shard, b: usize, s: usize, status: Status, transition: Option<Transition>) {
+    let backend = &shard.backends[b];
+    let old = backend.set_status(s, status);
+    let cfg = &shard.config.backends[b].servers[s];
+    let name = &backend.servers[s].name;
+    let serves = |st: Status| st.up && st.admin != super::health::Admin::Maint;
+    if serves(old) && !serves(status) {
+        shard.http_pools.purge_server(b, s);
+    }
+    if transition == Some(Transition::Down)
+        && cfg.health.on_marked_down == OnMarkedDown::ShutdownSessions
+    {
+        kill(shard, b, s, &format!("{name} marked DOWN"));
+    }
+    if !old.usable()
+        && status.usable()
+        && !cfg.backup
+        && cfg.health.on_marked_up == OnMarkedUp::ShutdownBackupSessions
+    {
+        for (i, server) in backend.servers.iter().enumerate() {
+            if server.backup {
+                kill(shard, b, i, &format!("{name} is back UP"));
+            }
+        }
+    }
+}
+
+/// Closes the sessions using server `s` of backend `b` on this shard.
+fn kill(shard: &Shard, b: usize, s: usize, why: &str) {
+    let server = &shard.backends[b].servers[s];
+    let n = server.kill.kill_registered();
+    if n > 0 {
+        eprintln!(
+            "ringproxy: shard {}: closing {n} session(s) of {}/{} ({why})",
+            shard.id, shard.config.backends[b].name, server.name
+        );
+    }
+}
+
+/// One check of `addr` within `hc.timeout`.
+async fn probe(hc: &HealthCheck, addr: SocketAddr) -> Result<(), CheckFailure> {
+    let deadline = Instant::now() + hc.timeout;
+    let mut stream = match TcpStream::connect_timeout(addr, hc.timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            let e = io::Error::from(e);
+            return Err(match e.kind() {
+                io::ErrorKind::TimedOut => CheckFailure::Timeout,
+                _ => CheckFailure::Connect(e.to_string()),
+            });
+        }
+    };
+    let result = match &hc.kind {
+        CheckKind::Tcp => Ok(()),
+        CheckKind::Http(http) => {
+            let mut head = [0u8; PROBE_HEAD_BYTES];
+            http_probe(&mut stream, &http.request, &mut head, deadline)
+                .await
+                .and_then(|status| {
+                    if http.expects(status) {
+                        Ok(())
+                    } else {
+                        Err(CheckFailure::Status(status))
+                    }
+                })
+        }
+    };
+    close(stream).await;
+    result
+}
+
+/// Sends the check request and reads the response head; its status.
+async fn http_probe(
+    stream: &mut TcpStream,
+    request: &[u8],
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<u16, CheckFailure> {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let _ = stream.set_write_timeout(Some(left().max(Duration::from_millis(1))));
+    if let Err(e) = stream.write_all(request).await {
+        return Err(io_failure(e));
+    }
+    let mut filled = 0;
+    loop {
+        let wait = left();
+        if wait.is_zero() {
+            return Err(CheckFailure::Timeout);
+        }
+        let _ = stream.set_read_timeout(Some(wait));
+        match stream.read(&mut buf[filled..]).await {
+            Ok(0) => return Err(CheckFailure::Closed),
+            Ok(n) => filled += n,
+            Err(e) => return Err(io_failure(e)),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[..filled]) {
+            Ok(httparse::Status::Complete(_)) => {
+                return resp.code.ok_or(CheckFailure::Invalid);
+            }
+            Ok(httparse::Status::Partial) if filled < buf.len() => {}
+            _ => return Err(CheckFailure::Invalid),
+        }
+    }
+}
+
+fn io_failure(e: io::Error) -> CheckFailure {
+    match e.kind() {
+        io::ErrorKind::TimedOut => CheckFailure::Timeout,
+        k => CheckFailure::Io(k),
+    }
+}
+
+/// FIN, then read what the server still sends (bounded), then release: a check never
+/// leaves unread input behind, which would make the kernel send an RST.
+async fn close(mut stream: TcpStream) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let _ = crate::l4::splice::shutdown_write(fd);
+    let start = Instant::now();
+    let mut scratch = [0u8; 4096];
+    let mut read = 0;
+    while read < PROBE_DRAIN_BYTES {
+        let left = PROBE_DRAIN_TIME.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut scratch).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+}
