@@ -83,7 +83,12 @@ impl BackendState {
             .collect::<Vec<_>>();
         BackendState {
             name: cfg.name.clone(),
-            balancer: RefCell::new(Balancer::new(cfg.balance, servers.len())),
+            balancer: RefCell::new(Balancer::new(
+                &cfg.balance,
+                cfg.hash_type,
+                &cfg.servers.iter().map(|s| s.weight).collect::<Vec<_>>(),
+                shard as u64,
+            )),
             servers,
             no_server: Cell::new(0),
         }
@@ -139,7 +144,7 @@ impl BackendState {
         let index = self
             .balancer
             .borrow_mut()
-            .pick(candidates, |i| tried.contains(i))?;
+            .pick(candidates, |i| tried.contains(i), None)?;
         let server = Rc::clone(&self.servers[index]);
         server.active.set(server.active.get() + 1);
         Some(ActiveSlot { index, server })
