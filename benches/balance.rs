@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use ringproxy::config::Balance;
+use ringproxy::config::{Balance, HashType};
 use ringproxy::upstream::balance::{Balancer, Candidate};
 
 const PICKS: u32 = 2_000_000;
@@ -31,10 +31,11 @@ fn main() {
         };
         let mut per_algo = Vec::new();
         for algo in [Balance::RoundRobin, Balance::LeastConn] {
-            let mut b = Balancer::new(algo, n);
+            let weights: Vec<u32> = candidates.iter().map(|c| c.weight).collect();
+            let mut b = Balancer::new(&algo, HashType::MapBased, &weights, 0);
             let t = Instant::now();
             for _ in 0..PICKS {
-                let i = b.pick(black_box(&candidates), |_| false).unwrap();
+                let i = b.pick(black_box(&candidates), |_| false, None).unwrap();
                 candidates[i].active = candidates[i].active.wrapping_add(1) % 8;
             }
             per_algo.push(t.elapsed().as_nanos() as f64 / f64::from(PICKS));

@@ -11,7 +11,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
 use std::time::Duration;
 
-use ringproxy::config::{default, Balance, Config, ConfigError, Mode, Shards};
+use ringproxy::config::{default, Balance, Config, ConfigError, HashType, KeyKind, Mode, Shards};
 
 /// A valid backend named "be", appended after a test's own lines.
 const BACKEND: &str = r#"
@@ -672,12 +672,189 @@ backend = "be"
 
 #[test]
 fn unknown_balance() {
+    // HAProxy's "first" is not implemented.
     let e = refused_at(
-        "[[backend]]\nname = \"be\"\nbalance = \"random\"\n",
+        "[[backend]]\nname = \"be\"\nbalance = \"first\"\n",
         3,
         "backend.balance",
     );
-    assert!(e.reason.contains("\"random\""), "{e}");
+    assert!(e.reason.contains("unknown algorithm \"first\""), "{e}");
+    for accepted in [
+        "\"roundrobin\"",
+        "\"leastconn\"",
+        "\"random\"",
+        "\"source\"",
+        "\"uri\"",
+        "\"hdr(<name>)\"",
+    ] {
+        assert!(e.reason.contains(accepted), "{accepted} not listed: {e}");
+    }
+    // Names are HAProxy's, lower case, without arguments we do not implement.
+    for other in [
+        "RoundRobin",
+        "uri whole",
+        "hdr(host) use_domain_only",
+        "hdr(x",
+        "hdr",
+    ] {
+        refused_at(
+            &format!("[[backend]]\nname = \"be\"\nbalance = \"{other}\"\n"),
+            3,
+            "backend.balance",
+        );
+    }
+}
+
+#[test]
+fn every_balance_algorithm_is_accepted() {
+    for (text, mode, want) in [
+        ("roundrobin", "tcp", Balance::RoundRobin),
+        ("leastconn", "tcp", Balance::LeastConn),
+        ("random", "tcp", Balance::Random),
+        ("source", "tcp", Balance::Source),
+        ("uri", "http", Balance::Uri),
+        (
+            "hdr(X-User)",
+            "http",
+            Balance::Header {
+                name: "x-user".into(),
+            },
+        ),
+    ] {
+        let c = accepted(&backend_with(mode, &format!("balance = \"{text}\"")));
+        let b = &c.backends[0];
+        assert_eq!(b.balance, want, "{text}");
+        assert_eq!(b.hash_type, HashType::MapBased, "{text}: the default");
+        assert_eq!(b.balance.to_string(), text.to_ascii_lowercase());
+    }
+}
+
+#[test]
+fn hashing_algorithms_name_their_key() {
+    let key = |text: &str| {
+        let c = accepted(&backend_with("http", &format!("balance = \"{text}\"")));
+        c.backends[0].balance.clone()
+    };
+    assert_eq!(key("roundrobin").needs_key(), None);
+    assert_eq!(key("leastconn").needs_key(), None);
+    assert_eq!(key("random").needs_key(), None);
+    assert_eq!(key("source").needs_key(), Some(KeyKind::Source));
+    assert_eq!(key("uri").needs_key(), Some(KeyKind::Uri));
+    assert_eq!(
+        key("hdr(Cookie)").needs_key(),
+        Some(KeyKind::Header("cookie")),
+        "lower-cased: header names are case-insensitive"
+    );
+    assert_eq!(
+        key("hdr(x-api_key.v2~)").needs_key(),
+        Some(KeyKind::Header("x-api_key.v2~"))
+    );
+}
+
+#[test]
+fn hdr_needs_a_valid_header_name() {
+    let e = refused_at(
+        &backend_with("http", "balance = \"hdr()\""),
+        4,
+        "backend.balance",
+    );
+    assert!(e.reason.contains("needs a header name"), "{e}");
+    for bad in ["x user", "x:user", "(x)", "é"] {
+        let e = refused_at(
+            &backend_with("http", &format!("balance = \"hdr({bad})\"")),
+            4,
+            "backend.balance",
+        );
+        assert!(
+            e.reason
+                .contains(&format!("\"{bad}\" is not a valid header name")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn uri_and_hdr_need_an_http_backend() {
+    for text in ["uri", "hdr(x-user)"] {
+        let e = refused_at(
+            &backend_with("tcp", &format!("balance = \"{text}\"")),
+            4,
+            "backend.balance",
+        );
+        assert!(e.reason.contains("needs mode = \"http\""), "{e}");
+    }
+}
+
+#[test]
+fn hash_type_values() {
+    for (balance, mode) in [("source", "tcp"), ("uri", "http"), ("hdr(x-user)", "http")] {
+        for (text, want) in [
+            ("map-based", HashType::MapBased),
+            ("consistent", HashType::Consistent),
+        ] {
+            let c = accepted(&backend_with(
+                mode,
+                &format!("balance = \"{balance}\"\nhash_type = \"{text}\""),
+            ));
+            assert_eq!(c.backends[0].hash_type, want, "{balance} {text}");
+        }
+    }
+    let e = refused_at(
+        &backend_with("tcp", "balance = \"source\"\nhash_type = \"ring\""),
+        5,
+        "backend.hash_type",
+    );
+    assert!(
+        e.reason
+            .contains("unknown hash type \"ring\" (expected \"map-based\" or \"consistent\")"),
+        "{e}"
+    );
+}
+
+#[test]
+fn hash_type_needs_a_hashing_algorithm() {
+    for balance in ["roundrobin", "leastconn", "random"] {
+        let e = refused_at(
+            &backend_with(
+                "tcp",
+                &format!("balance = \"{balance}\"\nhash_type = \"consistent\""),
+            ),
+            5,
+            "backend.hash_type",
+        );
+        assert!(
+            e.reason.contains("only applies to balance = \"source\""),
+            "{e}"
+        );
+        assert!(e.reason.contains(&format!("is \"{balance}\"")), "{e}");
+    }
+    // The default algorithm (roundrobin) too.
+    let e = refused_at(
+        &backend_with("tcp", "hash_type = \"map-based\""),
+        4,
+        "backend.hash_type",
+    );
+    assert!(e.reason.contains("is \"roundrobin\""), "{e}");
+}
+
+#[test]
+fn summary_names_the_algorithm() {
+    let c = accepted(&backend_with(
+        "http",
+        "balance = \"hdr(X-User)\"\nhash_type = \"consistent\"",
+    ));
+    let summary = c.summary();
+    assert!(
+        summary.contains(
+            "  backend hb (Http, hdr(x-user), hash_type consistent): s1=127.0.0.1:7000 w1\n"
+        ),
+        "{summary}"
+    );
+    let summary = accepted(FULL).summary();
+    assert!(
+        summary.contains("  backend first (Tcp, leastconn): "),
+        "{summary}"
+    );
 }
 
 // ---------------------------------------------------------------- a valid configuration

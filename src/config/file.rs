@@ -118,6 +118,8 @@ pub struct FileBackend {
     pub name: Spanned<String>,
     pub mode: Option<Spanned<String>>,
     pub balance: Option<Spanned<String>>,
+    /// `"map-based"` or `"consistent"`; only with `balance` `source`, `uri` or `hdr(...)`.
+    pub hash_type: Option<Spanned<String>>,
     #[serde(default)]
     pub server: Vec<FileServer>,
     pub timeout_connect: Option<Spanned<String>>,

@@ -71,13 +71,85 @@ pub enum Mode {
     Http,
 }
 
-/// `balance` of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `balance` of a backend, with HAProxy's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
-    /// Smooth weighted round robin (nginx's algorithm: no bursts to heavy servers).
+    /// `roundrobin`: smooth weighted round robin (nginx's algorithm: no bursts to heavy
+    /// servers).
     RoundRobin,
-    /// Fewest active sessions relative to weight, counted on the picking shard.
+    /// `leastconn`: fewest active sessions relative to weight, counted on the picking shard.
     LeastConn,
+    /// `random`: power of two choices. Two servers drawn by weight, the one with fewer
+    /// active sessions per unit of weight wins.
+    Random,
+    /// `source`: hash of the client's IP address.
+    Source,
+    /// `uri`: hash of the request path, query string excluded (HAProxy's default).
+    Uri,
+    /// `hdr(<name>)`: hash of the value of a request header.
+    Header {
+        /// The header's name, lower-cased (header names are case-insensitive).
+        name: Box<str>,
+    },
+}
+
+/// What a hashing algorithm hashes; the session computes the hash, the balancer only sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind<'a> {
+    /// The client's IP address (`upstream::balance::hash_ip`).
+    Source,
+    /// The request path without the query string (`upstream::balance::hash_key`).
+    Uri,
+    /// The value of the request header with this lower-case name (`hash_key`).
+    Header(&'a str),
+}
+
+impl Balance {
+    /// The key to hash for `source`, `uri` and `hdr(...)`; `None` for the others. A request
+    /// without the key (no such header) is balanced round robin.
+    pub fn needs_key(&self) -> Option<KeyKind<'_>> {
+        match self {
+            Balance::RoundRobin | Balance::LeastConn | Balance::Random => None,
+            Balance::Source => Some(KeyKind::Source),
+            Balance::Uri => Some(KeyKind::Uri),
+            Balance::Header { name } => Some(KeyKind::Header(name)),
+        }
+    }
+}
+
+/// As written in the file: `roundrobin`, `hdr(x-user)`, ...
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Balance::RoundRobin => f.write_str("roundrobin"),
+            Balance::LeastConn => f.write_str("leastconn"),
+            Balance::Random => f.write_str("random"),
+            Balance::Source => f.write_str("source"),
+            Balance::Uri => f.write_str("uri"),
+            Balance::Header { name } => write!(f, "hdr({name})"),
+        }
+    }
+}
+
+/// `hash_type` of a backend: how `source`, `uri` and `hdr(...)` map a key to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashType {
+    /// `map-based` (default): the key modulo the total weight of the eligible servers. Even
+    /// and cheap, but a server going down or coming back remaps most keys.
+    #[default]
+    MapBased,
+    /// `consistent`: a hash ring; when a server leaves only its keys move (to the next
+    /// servers on the ring), the others stay where they were.
+    Consistent,
+}
+
+impl fmt::Display for HashType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HashType::MapBased => "map-based",
+            HashType::Consistent => "consistent",
+        })
+    }
 }
 
 /// `[[frontend]]`.
@@ -318,6 +390,9 @@ pub struct Backend {
     pub name: String,
     pub mode: Mode,
     pub balance: Balance,
+    /// How a hashing `balance` maps keys to servers; [`HashType::MapBased`] (and unused) for
+    /// the other algorithms.
+    pub hash_type: HashType,
     pub servers: Vec<Server>,
     pub timeout_connect: Duration,
     pub timeout_server: Duration,
@@ -462,11 +537,16 @@ impl Config {
             ));
         }
         for b in &self.backends {
+            let hash_type = match b.balance.needs_key() {
+                Some(_) => format!(", hash_type {}", b.hash_type),
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "  backend {} ({:?}, {:?}): {}\n",
+                "  backend {} ({:?}, {}{}): {}\n",
                 b.name,
                 b.mode,
                 b.balance,
+                hash_type,
                 b.servers
                     .iter()
                     .map(|s| format!("{}={} w{}", s.name, s.address, s.weight))
@@ -1212,22 +1292,8 @@ impl Ctx<'_> {
 
     fn backend(&self, b: &FileBackend, d: &Defaults) -> Result<Backend, ConfigError> {
         self.name(&b.name, "backend.name")?;
-        let balance = match &b.balance {
-            None => Balance::RoundRobin,
-            Some(v) => match v.get_ref().as_str() {
-                "roundrobin" => Balance::RoundRobin,
-                "leastconn" => Balance::LeastConn,
-                other => {
-                    return self.err(
-                        v.span(),
-                        "backend.balance",
-                        format!(
-                        "unknown algorithm \"{other}\" (expected \"roundrobin\" or \"leastconn\")"
-                    ),
-                    )
-                }
-            },
-        };
+        let balance = self.balance(b.balance.as_ref())?;
+        let hash_type = self.hash_type(b.hash_type.as_ref(), &balance)?;
         let mode = self.mode(b.mode.as_ref(), "backend.mode")?;
         let backend_health = health::HealthKeys::of_backend(b);
         let mut servers: Vec<Server> = Vec::with_capacity(b.server.len());
@@ -1264,12 +1330,24 @@ impl Ctx<'_> {
                 );
             }
         }
+        if mode != Mode::Http
+            && matches!(balance.needs_key(), Some(KeyKind::Uri | KeyKind::Header(_)))
+        {
+            if let Some(v) = &b.balance {
+                return self.err(
+                    v.span(),
+                    "backend.balance",
+                    format!("\"{balance}\" needs mode = \"http\" on the backend"),
+                );
+            }
+        }
         let http = self.http_backend("backend", keys, &d.http_backend)?;
         Ok(Backend {
             name: b.name.get_ref().clone(),
             mode,
             http,
             balance,
+            hash_type,
             servers,
             timeout_connect: self.duration(
                 b.timeout_connect.as_ref(),
@@ -1294,6 +1372,87 @@ impl Ctx<'_> {
             retries: self.retries(b.retries.as_ref(), "backend.retries", d.retries)?,
             health_check: self.health_check(b.health_check.as_ref())?,
         })
+    }
+
+    /// `balance`: HAProxy's names; `hdr(<name>)` takes a header name (an HTTP token),
+    /// stored lower-cased.
+    fn balance(&self, value: Option<&Spanned<String>>) -> Result<Balance, ConfigError> {
+        const KEY: &str = "backend.balance";
+        let Some(v) = value else {
+            return Ok(Balance::RoundRobin);
+        };
+        let text = v.get_ref().as_str();
+        match text {
+            "roundrobin" => return Ok(Balance::RoundRobin),
+            "leastconn" => return Ok(Balance::LeastConn),
+            "random" => return Ok(Balance::Random),
+            "source" => return Ok(Balance::Source),
+            "uri" => return Ok(Balance::Uri),
+            _ => {}
+        }
+        let Some(name) = text.strip_prefix("hdr(").and_then(|t| t.strip_suffix(')')) else {
+            return self.err(
+                v.span(),
+                KEY,
+                format!(
+                    "unknown algorithm \"{text}\" (expected \"roundrobin\", \"leastconn\", \"random\", \"source\", \"uri\" or \"hdr(<name>)\")"
+                ),
+            );
+        };
+        if name.is_empty() {
+            return self.err(
+                v.span(),
+                KEY,
+                "hdr() needs a header name, e.g. \"hdr(x-user)\"",
+            );
+        }
+        if !name.bytes().all(is_token_byte) {
+            return self.err(
+                v.span(),
+                KEY,
+                format!(
+                    "\"{name}\" is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)"
+                ),
+            );
+        }
+        Ok(Balance::Header {
+            name: name.to_ascii_lowercase().into(),
+        })
+    }
+
+    /// `hash_type`: only with a hashing `balance` (elsewhere it would silently do nothing).
+    fn hash_type(
+        &self,
+        value: Option<&Spanned<String>>,
+        balance: &Balance,
+    ) -> Result<HashType, ConfigError> {
+        const KEY: &str = "backend.hash_type";
+        let Some(v) = value else {
+            return Ok(HashType::MapBased);
+        };
+        let hash_type = match v.get_ref().as_str() {
+            "map-based" => HashType::MapBased,
+            "consistent" => HashType::Consistent,
+            other => {
+                return self.err(
+                    v.span(),
+                    KEY,
+                    format!(
+                        "unknown hash type \"{other}\" (expected \"map-based\" or \"consistent\")"
+                    ),
+                )
+            }
+        };
+        if balance.needs_key().is_none() {
+            return self.err(
+                v.span(),
+                KEY,
+                format!(
+                    "only applies to balance = \"source\", \"uri\" or \"hdr(<name>)\" (this backend's balance is \"{balance}\")"
+                ),
+            );
+        }
+        Ok(hash_type)
     }
 
     fn server(
@@ -1506,4 +1665,9 @@ struct HttpKeys<'a> {
 /// string only shortens what is shown, never the line number), trimmed.
 fn strip_comment(line: &str) -> &str {
     line.split('#').next().unwrap_or("").trim()
+}
+
+/// A byte of an HTTP token (RFC 9110 `tchar`), what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -37,7 +37,8 @@ use glommio::net::TcpStream;
 use super::body::{self, BodyError, Coding, Conn};
 use super::head::{self, Body, Limits, Method, Parsed, Version};
 use super::rewrite::{self, Connection, Framing, RequestExtras};
-use crate::config::{Frontend, HttpReuse, KeepAlive, Observe};
+use crate::config::{Balance, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
+use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
@@ -355,6 +356,35 @@ impl Session {
             .map_or(fe.backend, |r| Some(r.backend))
     }
 
+    /// The hash the backend's hashing algorithm balances this request on: the client's
+    /// address (`source`), the path without its query (`uri`, as HAProxy's default), or
+    /// the first value of a header (`hdr(name)`); `None` when there is none (the balancer
+    /// then falls back to round robin).
+    fn balance_key(&self, balance: &Balance) -> Option<u64> {
+        let buf = self.client.data();
+        match balance.needs_key()? {
+            KeyKind::Source => {
+                let ip = match self.peer {
+                    Some(ip) => ip,
+                    None => self.client.stream.peer_addr().ok()?.ip(),
+                };
+                Some(hash_ip(ip))
+            }
+            KeyKind::Uri => {
+                let path = self.req.path(buf);
+                let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
+                Some(hash_key(&path[..end]))
+            }
+            KeyKind::Header(name) => self
+                .req
+                .head
+                .fields
+                .iter()
+                .find(|f| f.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+                .map(|f| hash_key(f.value.get(buf))),
+        }
+    }
+
     /// One request and its response. `Ok(true)`: the client connection stays open.
     async fn exchange(&mut self) -> Result<bool, End> {
         let shard = Rc::clone(&self.shard);
@@ -415,13 +445,14 @@ impl Session {
         };
         let splice = fe.splice.then_some(&shard.relay_buffers);
 
+        let key = self.balance_key(&be.balance);
         let mut budget = be.retries;
         let mut race_retry = true;
         let mut fresh = false;
         let mut tried = TriedSet::default();
         let mut body_sent = true;
         loop {
-            self.server_for(backend, retryable, fresh, &mut tried, &mut budget)
+            self.server_for(backend, retryable, fresh, &mut tried, &mut budget, key)
                 .await?;
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
@@ -762,6 +793,7 @@ impl Session {
         fresh: bool,
         tried: &mut TriedSet,
         budget: &mut u32,
+        key: Option<u64>,
     ) -> Result<(), End> {
         let shard = Rc::clone(&self.shard);
         let be = &shard.config.backends[backend];
@@ -791,7 +823,7 @@ impl Session {
                 }
                 _ => None,
             };
-            let Some(slot) = last.or_else(|| state.acquire(tried)) else {
+            let Some(slot) = last.or_else(|| state.acquire(tried, key)) else {
                 state.no_server.set(state.no_server.get() + 1);
                 return Err(self.refuse(503, "no server is available").await);
             };

@@ -16,7 +16,8 @@ use std::rc::Rc;
 
 use glommio::net::TcpStream;
 
-use crate::config::{Backend, Frontend, Observe};
+use crate::config::{Backend, Frontend, KeyKind, Observe};
+use crate::upstream::balance::hash_ip;
 use crate::upstream::{ActiveSlot, BackendState, ServerState, TriedSet};
 use crate::worker::Shard;
 use relay::{Forwarding, RelayEnd, RelayTimeouts};
@@ -28,7 +29,13 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
     let Some(b) = fe.backend else { return };
     let be = &shard.config.backends[b];
     let backend = &shard.backends[b];
-    let Some((mut server, slot)) = connect(&shard, backend, be.timeout_connect, be.retries).await
+    // Only `balance = "source"` needs the client's address: no getpeername otherwise.
+    let key = match be.balance.needs_key() {
+        Some(KeyKind::Source) => client.peer_addr().ok().map(|a| hash_ip(a.ip())),
+        _ => None,
+    };
+    let Some((mut server, slot)) =
+        connect(&shard, backend, be.timeout_connect, be.retries, key).await
     else {
         backend.no_server.set(backend.no_server.get() + 1);
         return;
@@ -100,10 +107,11 @@ pub async fn connect(
     backend: &BackendState,
     timeout: std::time::Duration,
     retries: u32,
+    key: Option<u64>,
 ) -> Option<(TcpStream, ActiveSlot)> {
     let mut tried = TriedSet::default();
     for _attempt in 0..=retries {
-        let slot = backend.acquire(&tried)?;
+        let slot = backend.acquire(&tried, key)?;
         match connect_to(shard, &slot.server, timeout).await {
             Some(stream) => return Some((stream, slot)),
             None => tried.insert(slot.index, backend.servers.len()),

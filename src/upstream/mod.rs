@@ -203,7 +203,12 @@ impl BackendState {
             .collect::<Vec<_>>();
         let state = BackendState {
             name: cfg.name.clone(),
-            balancer: RefCell::new(Balancer::new(cfg.balance, servers.len())),
+            balancer: RefCell::new(Balancer::new(
+                &cfg.balance,
+                cfg.hash_type,
+                &cfg.servers.iter().map(|s| s.weight).collect::<Vec<_>>(),
+                shard as u64,
+            )),
             servers,
             no_server: Cell::new(0),
             usable_primaries: Cell::new(0),
@@ -250,8 +255,9 @@ impl BackendState {
         Some(ActiveSlot::take(index, server))
     }
 
-    /// Picks a server not in `tried` and takes a place on it.
-    pub fn acquire(&self, tried: &TriedSet) -> Option<ActiveSlot> {
+    /// Picks a server not in `tried` and takes a place on it. `key`: the hash of what
+    /// the hashing algorithms (`source`, `uri`, `hdr`) balance on, when present.
+    pub fn acquire(&self, tried: &TriedSet, key: Option<u64>) -> Option<ActiveSlot> {
         // Backends are small (a handful to a few hundred servers); a fixed stack array
         // covers the common case without allocating per pick.
         const INLINE: usize = 32;
@@ -292,7 +298,7 @@ impl BackendState {
         let index = self
             .balancer
             .borrow_mut()
-            .pick(candidates, |i| tried.contains(i))?;
+            .pick(candidates, |i| tried.contains(i), key)?;
         Some(ActiveSlot::take(index, &self.servers[index]))
     }
 }
