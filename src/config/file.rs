@@ -52,6 +52,7 @@ pub struct FileDefaults {
     pub timeout_server_fin: Option<Spanned<String>>,
     pub retries: Option<Spanned<i64>>,
     pub splice: Option<bool>,
+    pub timeout_queue: Option<Spanned<String>>,
     pub timeout_http_request: Option<Spanned<String>>,
     pub timeout_http_keep_alive: Option<Spanned<String>>,
     pub max_keep_alive_requests: Option<Spanned<i64>>,
@@ -126,6 +127,9 @@ pub struct FileBackend {
     pub timeout_server: Option<Spanned<String>>,
     pub timeout_server_fin: Option<Spanned<String>>,
     pub timeout_tunnel: Option<Spanned<String>>,
+    pub timeout_queue: Option<Spanned<String>>,
+    /// Requests waiting for a server slot (`maxconn`), process-wide; 0 = unbounded.
+    pub maxqueue: Option<Spanned<i64>>,
     pub retries: Option<Spanned<i64>>,
     pub keep_alive: Option<Spanned<String>>,
     pub pretend_keep_alive: Option<bool>,

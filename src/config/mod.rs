@@ -404,6 +404,13 @@ pub struct Backend {
     pub retries: u32,
     /// HTTP settings (used in mode `http` only).
     pub http: HttpBackend,
+    /// How long a session waits in the backend's queue for a server slot (every usable
+    /// server at its `maxconn`) before 503 (http) or close (tcp). HAProxy's default:
+    /// `timeout_connect`.
+    pub timeout_queue: Duration,
+    /// Sessions that may wait in the queue at once, process-wide (split over shards
+    /// like `maxconn`); `None`: unbounded (the wait is bounded by `timeout_queue`).
+    pub maxqueue: Option<NonZeroU32>,
     /// How its checked servers are probed.
     pub health_check: HealthCheck,
 }
@@ -1133,6 +1140,12 @@ impl Ctx<'_> {
                 "defaults.timeout_connect",
                 default::TIMEOUT_CONNECT,
             )?,
+            timeout_queue: match &d.timeout_queue {
+                None => None,
+                Some(v) => {
+                    Some(self.duration(Some(v), "defaults.timeout_queue", Duration::ZERO)?)
+                }
+            },
             timeout_client: self.duration(
                 d.timeout_client.as_ref(),
                 "defaults.timeout_client",
@@ -1342,6 +1355,25 @@ impl Ctx<'_> {
             }
         }
         let http = self.http_backend("backend", keys, &d.http_backend)?;
+        let timeout_connect = self.duration(
+            b.timeout_connect.as_ref(),
+            "backend.timeout_connect",
+            d.timeout_connect,
+        )?;
+        let maxqueue = match &b.maxqueue {
+            None => None,
+            Some(m) => match *m.get_ref() {
+                0 => None,
+                n @ 1..=0xFFFF_FFFF => NonZeroU32::new(n as u32),
+                n => {
+                    return self.err(
+                        m.span(),
+                        "backend.maxqueue",
+                        format!("{n} is out of range 0..=4294967295 (0 = unbounded)"),
+                    )
+                }
+            },
+        };
         Ok(Backend {
             name: b.name.get_ref().clone(),
             mode,
@@ -1349,11 +1381,13 @@ impl Ctx<'_> {
             balance,
             hash_type,
             servers,
-            timeout_connect: self.duration(
-                b.timeout_connect.as_ref(),
-                "backend.timeout_connect",
-                d.timeout_connect,
+            timeout_queue: self.duration(
+                b.timeout_queue.as_ref(),
+                "backend.timeout_queue",
+                d.timeout_queue.unwrap_or(timeout_connect),
             )?,
+            maxqueue,
+            timeout_connect,
             timeout_server: self.duration(
                 b.timeout_server.as_ref(),
                 "backend.timeout_server",
@@ -1557,6 +1591,8 @@ impl Ctx<'_> {
 /// `[defaults]` after validation.
 struct Defaults {
     timeout_connect: Duration,
+    /// `None`: each backend's `timeout_connect`.
+    timeout_queue: Option<Duration>,
     timeout_client: Duration,
     timeout_server: Duration,
     timeout_tunnel: Duration,

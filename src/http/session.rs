@@ -40,7 +40,7 @@ use super::rewrite::{self, Connection, Framing, RequestExtras};
 use crate::config::{Balance, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
 use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
-use crate::upstream::{ActiveSlot, TriedSet};
+use crate::upstream::{ActiveSlot, NoSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
 use crate::worker::Shard;
 
@@ -823,9 +823,20 @@ impl Session {
                 }
                 _ => None,
             };
-            let Some(slot) = last.or_else(|| state.acquire(tried, key)) else {
-                state.no_server.set(state.no_server.get() + 1);
-                return Err(self.refuse(503, "no server is available").await);
+            let slot = match last {
+                Some(slot) => slot,
+                None => match state.acquire_waiting(tried, key, be.timeout_queue).await {
+                    Ok(slot) => slot,
+                    Err(no) => {
+                        state.no_server.set(state.no_server.get() + 1);
+                        let detail = match no {
+                            NoSlot::NoServer => "no server is available",
+                            NoSlot::QueueFull => "every server is full and the queue too",
+                            NoSlot::QueueTimeout => "no server was free within timeout_queue",
+                        };
+                        return Err(self.refuse(503, detail).await);
+                    }
+                },
             };
             let index = slot.index;
             if let Some(want) = want {

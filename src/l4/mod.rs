@@ -34,9 +34,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         Some(KeyKind::Source) => client.peer_addr().ok().map(|a| hash_ip(a.ip())),
         _ => None,
     };
-    let Some((mut server, slot)) =
-        connect(&shard, backend, be.timeout_connect, be.retries, key).await
-    else {
+    let Some((mut server, slot)) = connect(&shard, backend, be, key).await else {
         backend.no_server.set(backend.no_server.get() + 1);
         return;
     };
@@ -105,14 +103,16 @@ pub async fn tunnel(
 pub async fn connect(
     shard: &Shard,
     backend: &BackendState,
-    timeout: std::time::Duration,
-    retries: u32,
+    be: &Backend,
     key: Option<u64>,
 ) -> Option<(TcpStream, ActiveSlot)> {
     let mut tried = TriedSet::default();
-    for _attempt in 0..=retries {
-        let slot = backend.acquire(&tried, key)?;
-        match connect_to(shard, &slot.server, timeout).await {
+    for _attempt in 0..=be.retries {
+        let slot = backend
+            .acquire_waiting(&tried, key, be.timeout_queue)
+            .await
+            .ok()?;
+        match connect_to(shard, &slot.server, be.timeout_connect).await {
             Some(stream) => return Some((stream, slot)),
             None => tried.insert(slot.index, backend.servers.len()),
         }

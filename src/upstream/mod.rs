@@ -16,6 +16,7 @@ pub mod balance;
 pub mod check;
 pub mod health;
 pub mod pool;
+pub mod queue;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub struct ServerState {
     consecutive_errors: Cell<u32>,
     /// On the owning shard only: the rise/fall decision.
     pub health: RefCell<Option<Health>>,
+    /// Its backend's queue: a freed slot wakes the head waiter.
+    queue: Rc<queue::Queue>,
 }
 
 impl ServerState {
@@ -169,10 +172,26 @@ pub struct BackendState {
     pub no_server: Cell<u64>,
     /// Primary servers usable now; backups take traffic only while it is 0.
     usable_primaries: Cell<usize>,
+    /// Sessions waiting for a slot while every usable server is at its `maxconn`.
+    pub queue: Rc<queue::Queue>,
+    /// This shard's share of `maxqueue`; `None` is unbounded.
+    maxqueue: Option<u32>,
+}
+
+/// Why no server slot could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// No usable server (all DOWN, in MAINT or DRAIN, or already tried).
+    NoServer,
+    /// Every usable server is full and `maxqueue` sessions are waiting already.
+    QueueFull,
+    /// Every usable server stayed full for `timeout_queue`.
+    QueueTimeout,
 }
 
 impl BackendState {
     pub fn new(cfg: &Backend, backend_index: usize, shard: usize, shards: usize) -> Self {
+        let queue = Rc::new(queue::Queue::default());
         let servers = cfg
             .servers
             .iter()
@@ -198,6 +217,7 @@ impl BackendState {
                     error_limit: s.health.error_limit,
                     consecutive_errors: Cell::new(0),
                     health: RefCell::new(None),
+                    queue: Rc::clone(&queue),
                 })
             })
             .collect::<Vec<_>>();
@@ -212,6 +232,8 @@ impl BackendState {
             servers,
             no_server: Cell::new(0),
             usable_primaries: Cell::new(0),
+            queue,
+            maxqueue: cfg.maxqueue.map(|m| shard_share(m.get(), shard, shards)),
         };
         state.count_usable();
         state
@@ -235,7 +257,69 @@ impl BackendState {
             server.ramp_since.set(Some(Instant::now()));
         }
         self.count_usable();
+        // A server back in service may take a queued session.
+        self.queue.wake_head();
         old
+    }
+
+    /// Whether a session that found no room could get a slot by waiting: some usable
+    /// server it has not tried has a `maxconn` (and so will free a slot).
+    fn could_free(&self, tried: &TriedSet) -> bool {
+        let backups = !self.primaries_usable();
+        self.servers.iter().enumerate().any(|(i, s)| {
+            s.backup == backups
+                && s.usable()
+                && s.weight > 0
+                && s.limit.is_some()
+                && !tried.contains(i)
+        })
+    }
+
+    /// [`Self::acquire`], waiting in the backend's queue (in order, up to `timeout`)
+    /// while every usable server is at its `maxconn`.
+    pub async fn acquire_waiting(
+        &self,
+        tried: &TriedSet,
+        key: Option<u64>,
+        timeout: Duration,
+    ) -> Result<ActiveSlot, NoSlot> {
+        if self.queue.is_empty() {
+            if let Some(slot) = self.acquire(tried, key) {
+                return Ok(slot);
+            }
+        }
+        if !self.could_free(tried) {
+            return Err(NoSlot::NoServer);
+        }
+        if self
+            .maxqueue
+            .is_some_and(|m| self.queue.len() >= m as usize)
+        {
+            self.queue.full.set(self.queue.full.get() + 1);
+            return Err(NoSlot::QueueFull);
+        }
+        let waiter = Waiting {
+            queue: &self.queue,
+            id: self.queue.push(),
+        };
+        let turn = futures_lite::future::poll_fn(|cx| {
+            if self.queue.is_head(waiter.id) {
+                if let Some(slot) = self.acquire(tried, key) {
+                    return std::task::Poll::Ready(Ok(slot));
+                }
+                if !self.could_free(tried) {
+                    return std::task::Poll::Ready(Err(NoSlot::NoServer));
+                }
+            }
+            self.queue.set_waker(waiter.id, cx.waker());
+            std::task::Poll::Pending
+        });
+        let timed_out = async {
+            glommio::timer::sleep(timeout).await;
+            self.queue.timeouts.set(self.queue.timeouts.get() + 1);
+            Err(NoSlot::QueueTimeout)
+        };
+        futures_lite::future::or(turn, timed_out).await
     }
 
     /// Whether any primary server is usable (else backups take the traffic).
@@ -325,6 +409,22 @@ impl Drop for ActiveSlot {
         let a = self.server.active.get();
         debug_assert!(a > 0, "active count underflow on {}", self.server.name);
         self.server.active.set(a.saturating_sub(1));
+        if !self.server.queue.is_empty() {
+            self.server.queue.wake_head();
+        }
+    }
+}
+
+/// A place in a backend's queue, left when dropped (served, timed out, or the session
+/// ended while waiting).
+struct Waiting<'a> {
+    queue: &'a queue::Queue,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.queue.remove(self.id);
     }
 }
 
