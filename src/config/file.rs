@@ -140,6 +140,7 @@ pub struct FileBackend {
     pub retry_on: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     pub prefer_last_server: Option<bool>,
     pub health_check: Option<Spanned<FileHealthCheck>>,
+    pub cookie: Option<Spanned<FileCookie>>,
     // Health keys of its servers (each server may override them); see `FileServer`.
     pub check: Option<bool>,
     pub on_marked_down: Option<Spanned<String>>,
@@ -148,6 +149,19 @@ pub struct FileBackend {
     pub observe: Option<Spanned<String>>,
     pub error_limit: Option<Spanned<i64>>,
     pub on_error: Option<Spanned<String>>,
+}
+
+/// `[backend.cookie]`: cookie stickiness.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCookie {
+    pub name: Spanned<String>,
+    pub mode: Option<Spanned<String>>,
+    pub indirect: Option<bool>,
+    pub nocache: Option<bool>,
+    pub domain: Option<Spanned<String>>,
+    pub httponly: Option<bool>,
+    pub secure: Option<bool>,
 }
 
 /// `[backend.health_check]`: how the backend's checked servers are probed.
@@ -180,6 +194,8 @@ pub struct FileServer {
     pub backup: Option<bool>,
     /// Starts in MAINT (HAProxy's `disabled`).
     pub disabled: Option<bool>,
+    /// Its persistence cookie value (`[backend.cookie]`); default: its name.
+    pub cookie: Option<Spanned<String>>,
     /// Where checks go, when not to `address`: an IP or `host:port`.
     pub check_address: Option<Spanned<String>>,
     pub check_port: Option<Spanned<i64>>,

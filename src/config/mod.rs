@@ -13,9 +13,11 @@
 mod duration;
 pub mod file;
 pub mod health;
+pub mod sticky;
 
 pub use duration::parse_duration;
 pub use health::{CheckKind, HealthCheck, Observe, OnMarkedDown, OnMarkedUp, ServerHealth};
+pub use sticky::{CookieMode, CookieSettings};
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -413,6 +415,8 @@ pub struct Backend {
     pub maxqueue: Option<NonZeroU32>,
     /// How its checked servers are probed.
     pub health_check: HealthCheck,
+    /// Cookie stickiness (http mode).
+    pub cookie: Option<CookieSettings>,
 }
 
 /// `[[backend.server]]`.
@@ -429,6 +433,8 @@ pub struct Server {
     pub backup: bool,
     /// Starts in MAINT.
     pub disabled: bool,
+    /// Its persistence cookie value (`[backend.cookie]`).
+    pub cookie: String,
     pub health: ServerHealth,
 }
 
@@ -1322,7 +1328,9 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            servers.push(self.server(s, &backend_health, mode)?);
+            let mut server = self.server(s, &backend_health, mode)?;
+            server.cookie = self.server_cookie(s.cookie.as_ref(), &server.name, &servers)?;
+            servers.push(server);
         }
         let keys = PoolKeys {
             http_reuse: b.http_reuse.as_ref(),
@@ -1405,6 +1413,7 @@ impl Ctx<'_> {
             )?,
             retries: self.retries(b.retries.as_ref(), "backend.retries", d.retries)?,
             health_check: self.health_check(b.health_check.as_ref())?,
+            cookie: self.cookie(b.cookie.as_ref(), mode)?,
         })
     }
 
@@ -1539,6 +1548,7 @@ impl Ctx<'_> {
             maxconn,
             backup: s.backup.unwrap_or(false),
             disabled: s.disabled.unwrap_or(false),
+            cookie: String::new(),
             health: self.server_health(s, &keys, mode, address)?,
         })
     }

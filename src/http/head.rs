@@ -93,11 +93,13 @@ pub enum Kind {
     Expect,
     XForwardedFor,
     XForwardedProto,
+    Cookie,
+    SetCookie,
 }
 
 impl Kind {
     fn of(name: &[u8]) -> Kind {
-        const NAMES: [(&[u8], Kind); 12] = [
+        const NAMES: [(&[u8], Kind); 14] = [
             (b"content-length", Kind::ContentLength),
             (b"transfer-encoding", Kind::TransferEncoding),
             (b"connection", Kind::Connection),
@@ -110,6 +112,8 @@ impl Kind {
             (b"expect", Kind::Expect),
             (b"x-forwarded-for", Kind::XForwardedFor),
             (b"x-forwarded-proto", Kind::XForwardedProto),
+            (b"cookie", Kind::Cookie),
+            (b"set-cookie", Kind::SetCookie),
         ];
         NAMES
             .iter()
@@ -122,7 +126,13 @@ impl Kind {
     pub fn is_hop_by_hop(self) -> bool {
         !matches!(
             self,
-            Kind::Other | Kind::Host | Kind::Expect | Kind::XForwardedFor | Kind::XForwardedProto
+            Kind::Other
+                | Kind::Host
+                | Kind::Expect
+                | Kind::XForwardedFor
+                | Kind::XForwardedProto
+                | Kind::Cookie
+                | Kind::SetCookie
         )
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod body;
 pub mod chunked;
+pub mod cookie;
 pub mod head;
 pub mod pool;
 pub mod rewrite;

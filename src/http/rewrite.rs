@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 
 use super::head::{Field, Kind, Request, Response, Version};
+use crate::config::CookieSettings;
 
 /// The framing field written on an outgoing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub enum Connection {
 
 /// What the request to the server gets beyond the client's end-to-end fields.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestExtras {
+pub struct RequestExtras<'a> {
     pub framing: Framing,
     pub connection: Connection,
     /// Keep the `Upgrade` field (the request asks for an upgrade).
@@ -46,10 +47,22 @@ pub struct RequestExtras {
     pub forwarded_for: Option<IpAddr>,
     /// Set `X-Forwarded-Proto` to this (replacing the client's).
     pub forwarded_proto: Option<&'static str>,
+    /// The backend's cookie stickiness: `Cookie` fields are edited as it says.
+    pub cookie: Option<&'a CookieSettings>,
+}
+
+/// What a response's cookies become (`[backend.cookie]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseCookie<'a> {
+    pub settings: &'a CookieSettings,
+    /// The cookie value of the server that answered.
+    pub server: &'a [u8],
+    /// insert mode: set the cookie on this response.
+    pub insert: bool,
 }
 
 /// Writes the request head to send to the server.
-pub fn request_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, x: &RequestExtras) {
+pub fn request_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, x: &RequestExtras<'_>) {
     out.extend_from_slice(req.method_span.get(buf));
     out.push(b' ');
     out.extend_from_slice(req.target.get(buf));
@@ -66,7 +79,12 @@ pub fn request_head(out: &mut Vec<u8>, buf: &[u8], req: &Request, x: &RequestExt
             k => !k.is_hop_by_hop(),
         };
         if keep && !f.listed_in_connection {
-            field(out, buf, f);
+            match (f.kind, x.cookie) {
+                (Kind::Cookie, Some(c)) => {
+                    super::cookie::request_field(out, f.name.get(buf), f.value.get(buf), c)
+                }
+                _ => field(out, buf, f),
+            }
         }
         prior_xff |= f.kind == Kind::XForwardedFor;
     }
@@ -106,6 +124,18 @@ pub fn response_head(
     framing_out: Framing,
     conn: Connection,
 ) {
+    response_head_with(out, buf, resp, framing_out, conn, None)
+}
+
+/// [`response_head`], with the cookies edited for stickiness.
+pub fn response_head_with(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    resp: &Response,
+    framing_out: Framing,
+    conn: Connection,
+    cookie: Option<ResponseCookie<'_>>,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     decimal(out, u64::from(resp.status));
     out.push(b' ');
@@ -117,8 +147,20 @@ pub fn response_head(
             k => !k.is_hop_by_hop(),
         };
         if keep && !f.listed_in_connection {
-            field(out, buf, f);
+            match (f.kind, cookie) {
+                (Kind::SetCookie, Some(c)) => super::cookie::response_field(
+                    out,
+                    f.name.get(buf),
+                    f.value.get(buf),
+                    c.settings,
+                    c.server,
+                ),
+                _ => field(out, buf, f),
+            }
         }
+    }
+    if let Some(c) = cookie.filter(|c| c.insert) {
+        super::cookie::insert_fields(out, c.settings, c.server);
     }
     framing(out, buf, &resp.head.fields, framing_out);
     connection(out, conn);
@@ -260,6 +302,7 @@ mod tests {
                 upgrade: false,
                 forwarded_for: Some("127.0.0.1".parse().unwrap()),
                 forwarded_proto: Some("http"),
+                cookie: None,
             },
         );
         assert_eq!(

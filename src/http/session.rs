@@ -35,9 +35,10 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::body::{self, BodyError, Coding, Conn};
+use super::cookie;
 use super::head::{self, Body, Limits, Method, Parsed, Version};
-use super::rewrite::{self, Connection, Framing, RequestExtras};
-use crate::config::{Balance, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
+use super::rewrite::{self, Connection, Framing, RequestExtras, ResponseCookie};
+use crate::config::{Balance, CookieMode, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
 use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, NoSlot, TriedSet};
@@ -442,18 +443,37 @@ impl Session {
             upgrade,
             forwarded_for: forwarded_for.flatten(),
             forwarded_proto: forwarded_for.map(|_| "http"),
+            cookie: be.cookie.as_ref(),
         };
         let splice = fe.splice.then_some(&shard.relay_buffers);
 
         let key = self.balance_key(&be.balance);
+        // Cookie stickiness: the server the client's cookie names (used when it serves).
+        let pinned = be.cookie.as_ref().and_then(|c| {
+            let buf = self.client.data();
+            let fields = self.req.head.fields.iter();
+            let cookies = fields
+                .filter(|f| f.kind == head::Kind::Cookie)
+                .map(|f| f.value.get(buf));
+            let value = cookie::requested(cookies, c)?;
+            be.servers.iter().position(|s| s.cookie.as_bytes() == value)
+        });
         let mut budget = be.retries;
         let mut race_retry = true;
         let mut fresh = false;
         let mut tried = TriedSet::default();
         let mut body_sent = true;
         loop {
-            self.server_for(backend, retryable, fresh, &mut tried, &mut budget, key)
-                .await?;
+            self.server_for(
+                backend,
+                retryable,
+                fresh,
+                &mut tried,
+                &mut budget,
+                key,
+                pinned,
+            )
+            .await?;
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
             let index = server.server;
@@ -603,7 +623,23 @@ impl Session {
             && mode == KeepAlive::KeepAlive
             && (max_reuse == 0 || server.uses < max_reuse);
         self.out.clear();
-        rewrite::response_head(&mut self.out, server.conn.data(), &self.resp, framing, conn);
+        let sticky = be.cookie.as_ref().map(|c| {
+            let cookie = be.servers[server.server].cookie.as_bytes();
+            ResponseCookie {
+                settings: c,
+                server: cookie,
+                // Set unless the client already holds this server's cookie.
+                insert: c.mode == CookieMode::Insert && pinned != Some(server.server),
+            }
+        });
+        rewrite::response_head_with(
+            &mut self.out,
+            server.conn.data(),
+            &self.resp,
+            framing,
+            conn,
+            sticky,
+        );
         server.conn.consume(self.resp.head.len);
         let forwarded = body::forward(
             &mut server.conn,
@@ -794,12 +830,13 @@ impl Session {
         tried: &mut TriedSet,
         budget: &mut u32,
         key: Option<u64>,
+        pinned: Option<usize>,
     ) -> Result<(), End> {
         let shard = Rc::clone(&self.shard);
         let be = &shard.config.backends[backend];
         let state = &shard.backends[backend];
         if let Some(s) = self.server.as_mut() {
-            if s.backend == backend && !fresh {
+            if s.backend == backend && !fresh && pinned.is_none_or(|p| p == s.server) {
                 if let Some(slot) = state.acquire_server(s.server) {
                     s.slot = Some(slot);
                     self.using.set(Some((backend, s.server)));
@@ -823,7 +860,10 @@ impl Session {
                 }
                 _ => None,
             };
-            let slot = match last {
+            let pinned = pinned
+                .filter(|&i| !tried.contains(i))
+                .and_then(|i| state.acquire_server(i));
+            let slot = match pinned.or(last) {
                 Some(slot) => slot,
                 None => match state.acquire_waiting(tried, key, be.timeout_queue).await {
                     Ok(slot) => slot,
