@@ -140,6 +140,7 @@ proptest! {
             upgrade: req.upgrade,
             forwarded_for: Some("127.0.0.1".parse().unwrap()),
             forwarded_proto: Some("http"),
+            cookie: None,
         });
         let (again, req2) = parse(&out);
         prop_assert_eq!(again, Ok(Parsed::Complete), "{}", String::from_utf8_lossy(&out));

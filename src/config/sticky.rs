@@ -79,13 +79,15 @@ impl Ctx<'_> {
                 "insert" => CookieMode::Insert,
                 "rewrite" => CookieMode::Rewrite,
                 "prefix" => CookieMode::Prefix,
-                other => return self.err(
-                    m.span(),
-                    "backend.cookie.mode",
-                    format!(
+                other => {
+                    return self.err(
+                        m.span(),
+                        "backend.cookie.mode",
+                        format!(
                         "unknown mode \"{other}\" (expected \"insert\", \"rewrite\" or \"prefix\")"
                     ),
-                ),
+                    )
+                }
             },
         };
         if let Some(d) = &c.domain {

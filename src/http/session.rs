@@ -156,6 +156,18 @@ impl Drop for ServerWatch<'_> {
     }
 }
 
+/// How the servers of one request are chosen, across its attempts.
+struct Pick {
+    /// Servers that failed this request (retries go elsewhere).
+    tried: TriedSet,
+    /// `retries` left.
+    budget: u32,
+    /// The hash a hashing algorithm balances on.
+    key: Option<u64>,
+    /// The server the client's persistence cookie names.
+    pinned: Option<usize>,
+}
+
 /// A status that counts as a server error for `observe = "layer7"` (HAProxy's rule: 5xx
 /// but 501 and 505, which say the request was not understood).
 fn server_error(status: u16) -> bool {
@@ -458,22 +470,18 @@ impl Session {
             let value = cookie::requested(cookies, c)?;
             be.servers.iter().position(|s| s.cookie.as_bytes() == value)
         });
-        let mut budget = be.retries;
+        let mut pick = Pick {
+            tried: TriedSet::default(),
+            budget: be.retries,
+            key,
+            pinned,
+        };
         let mut race_retry = true;
         let mut fresh = false;
-        let mut tried = TriedSet::default();
         let mut body_sent = true;
         loop {
-            self.server_for(
-                backend,
-                retryable,
-                fresh,
-                &mut tried,
-                &mut budget,
-                key,
-                pinned,
-            )
-            .await?;
+            self.server_for(backend, retryable, fresh, &mut pick)
+                .await?;
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
             let index = server.server;
@@ -518,7 +526,9 @@ impl Session {
                     // A listed status is retried only when it can be; else it is the
                     // answer.
                     Ok(())
-                        if retryable && budget > 0 && be.http.retry_on.status(self.resp.status) =>
+                        if retryable
+                            && pick.budget > 0
+                            && be.http.retry_on.status(self.resp.status) =>
                     {
                         Some(Failure::Status)
                     }
@@ -549,9 +559,10 @@ impl Session {
             if can_replay && reused && before_response && race_retry {
                 // The server closed this idle connection as it was taken.
                 race_retry = false;
-            } else if can_replay && listed && budget > 0 {
-                budget -= 1;
-                tried.insert(index, shard.backends[backend].servers.len());
+            } else if can_replay && listed && pick.budget > 0 {
+                pick.budget -= 1;
+                pick.tried
+                    .insert(index, shard.backends[backend].servers.len());
             } else {
                 let (status, detail) = match failure {
                     Failure::Send { .. } => (502, "the server connection failed"),
@@ -827,11 +838,15 @@ impl Session {
         backend: usize,
         retryable: bool,
         fresh: bool,
-        tried: &mut TriedSet,
-        budget: &mut u32,
-        key: Option<u64>,
-        pinned: Option<usize>,
+        pick: &mut Pick,
     ) -> Result<(), End> {
+        let Pick {
+            tried,
+            budget,
+            key,
+            pinned,
+        } = pick;
+        let (key, pinned) = (*key, *pinned);
         let shard = Rc::clone(&self.shard);
         let be = &shard.config.backends[backend];
         let state = &shard.backends[backend];
