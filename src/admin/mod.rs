@@ -79,6 +79,8 @@ struct Control {
     link: ControlLink,
     /// `[backend][server]`: the status last sent by each server's owner.
     table: Vec<Vec<Status>>,
+    /// `[backend][server]`: whether it has an address (DNS discovery slots may not).
+    addressed: Vec<Vec<bool>>,
 }
 
 impl Control {
@@ -92,10 +94,16 @@ impl Control {
                     .collect()
             })
             .collect();
+        let addressed = config
+            .backends
+            .iter()
+            .map(|b| b.servers.iter().map(|s| s.has_address).collect())
+            .collect();
         Control {
             config,
             link,
             table,
+            addressed,
         }
     }
 
@@ -128,6 +136,11 @@ impl Control {
                     server,
                     status,
                 } => self.table[backend][server] = status,
+                ControlMsg::Address {
+                    backend,
+                    server,
+                    addr,
+                } => self.addressed[backend][server] = addr.is_some(),
             }
         }
     }
@@ -191,12 +204,12 @@ impl Control {
                 continue;
             }
             for (s, server) in backend.servers.iter().enumerate() {
-                out.push_str(&format!(
-                    "{}/{} {}\n",
-                    backend.name,
-                    server.name,
+                let state = if self.addressed[b][s] {
                     self.table[b][s].describe()
-                ));
+                } else {
+                    "MAINT (resolution)".to_string()
+                };
+                out.push_str(&format!("{}/{} {state}\n", backend.name, server.name));
             }
         }
     }

@@ -38,6 +38,8 @@ pub struct FileGlobal {
     pub grace: Option<Spanned<String>>,
     /// Pin each shard to one CPU (default true). Off is for shared test machines.
     pub pin: Option<bool>,
+    /// A hosts(5) file consulted before the system resolver (DNS discovery).
+    pub hosts_file: Option<Spanned<String>>,
 }
 
 /// `[defaults]`: every timeout and retry setting, inherited by frontends and backends.
@@ -196,6 +198,10 @@ pub struct FileServer {
     pub disabled: Option<bool>,
     /// Its persistence cookie value (`[backend.cookie]`); default: its name.
     pub cookie: Option<Spanned<String>>,
+    /// DNS discovery: re-resolve `address` this often and follow it.
+    pub resolve: Option<Spanned<String>>,
+    /// DNS discovery: how many servers the name may give (`name1`..`nameN`).
+    pub slots: Option<Spanned<i64>>,
     /// Where checks go, when not to `address`: an IP or `host:port`.
     pub check_address: Option<Spanned<String>>,
     pub check_port: Option<Spanned<i64>>,

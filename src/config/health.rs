@@ -67,7 +67,7 @@ pub enum CheckKind {
 /// An http check: the request, built once, and the statuses that pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCheck {
-    /// `METHOD path HTTP/1.1` with `Host` (when set), `Connection: close`.
+    /// `METHOD path HTTP/1.1` with `Host` (HTTP/1.0 without `host`), `Connection: close`.
     pub request: Vec<u8>,
     /// Inclusive ranges; the default is 200-399 (HAProxy's 2xx and 3xx).
     pub expect: Vec<(u16, u16)>,
@@ -292,7 +292,10 @@ impl Ctx<'_> {
                 t.as_str()
             }
         };
-        let mut request = format!("{method} {path} HTTP/1.1\r\n");
+        // HTTP/1.1 needs a Host field: without `host`, the check speaks HTTP/1.0 (as
+        // HAProxy's default check does).
+        let version = if h.host.is_some() { "1.1" } else { "1.0" };
+        let mut request = format!("{method} {path} HTTP/{version}\r\n");
         if let Some(host) = &h.host {
             let t = host.get_ref();
             if t.is_empty() || t.bytes().any(|b| b <= b' ' || b == 0x7f) {

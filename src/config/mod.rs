@@ -54,6 +54,8 @@ pub struct Global {
     pub grace: Duration,
     /// Pin shard `i` to the `i`-th CPU of the process's affinity mask.
     pub pin: bool,
+    /// A hosts(5) file consulted before the system resolver (DNS discovery).
+    pub hosts_file: Option<PathBuf>,
 }
 
 /// `global.shards`.
@@ -435,7 +437,23 @@ pub struct Server {
     pub disabled: bool,
     /// Its persistence cookie value (`[backend.cookie]`).
     pub cookie: String,
+    /// DNS discovery: the name this server's address follows.
+    pub discovery: Option<Discovery>,
+    /// False for a discovery slot the name gives no address (then `address` is a
+    /// placeholder and the server is out of service).
+    pub has_address: bool,
     pub health: ServerHealth,
+}
+
+/// A server slot of a template that follows a host name (`resolve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub host: String,
+    pub port: u16,
+    /// Re-resolve this often.
+    pub every: Duration,
+    /// Index of the template's first server in the backend (names the template).
+    pub template: usize,
 }
 
 /// Defaults that apply when neither `[defaults]` nor the section sets a key.
@@ -487,13 +505,21 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line whatever a refused value held: control characters are escaped.
+        let reason: String = self
+            .reason
+            .chars()
+            .flat_map(|c| {
+                let escaped = c.is_control().then(|| c.escape_default());
+                escaped.into_iter().flatten().chain((!c.is_control()).then_some(c))
+            })
+            .collect();
         write!(
             f,
-            "{}:{}: {}: {}",
+            "{}:{}: {}: {reason}",
             self.file.display(),
             self.line,
             self.key,
-            self.reason
         )
     }
 }
@@ -1054,11 +1080,13 @@ impl Ctx<'_> {
                 shards: Shards::Auto,
                 grace: default::GRACE,
                 pin: true,
+                hosts_file: None,
             },
             Some(g) => Global {
                 shards: self.shards(g.shards.as_ref())?,
                 grace: self.duration(g.grace.as_ref(), "global.grace", default::GRACE)?,
                 pin: g.pin.unwrap_or(true),
+                hosts_file: g.hosts_file.as_ref().map(|h| PathBuf::from(h.get_ref())),
             },
         };
         let defaults = self.defaults(file.defaults.as_ref().unwrap_or(&FileDefaults::default()))?;
@@ -1075,7 +1103,7 @@ impl Ctx<'_> {
                     format!("duplicate backend name \"{}\"", b.name.get_ref()),
                 );
             }
-            backends.push(self.backend(b, &defaults)?);
+            backends.push(self.backend(b, &defaults, global.hosts_file.as_deref())?);
         }
 
         let mut frontends = Vec::with_capacity(file.frontend.len());
@@ -1309,7 +1337,12 @@ impl Ctx<'_> {
         })
     }
 
-    fn backend(&self, b: &FileBackend, d: &Defaults) -> Result<Backend, ConfigError> {
+    fn backend(
+        &self,
+        b: &FileBackend,
+        d: &Defaults,
+        hosts_file: Option<&Path>,
+    ) -> Result<Backend, ConfigError> {
         self.name(&b.name, "backend.name")?;
         let balance = self.balance(b.balance.as_ref())?;
         let hash_type = self.hash_type(b.hash_type.as_ref(), &balance)?;
@@ -1328,9 +1361,22 @@ impl Ctx<'_> {
                     ),
                 );
             }
-            let mut server = self.server(s, &backend_health, mode)?;
-            server.cookie = self.server_cookie(s.cookie.as_ref(), &server.name, &servers)?;
-            servers.push(server);
+            let template = servers.len();
+            for mut server in self.servers(s, &backend_health, mode, hosts_file, template)? {
+                if servers.iter().any(|x| x.name == server.name) {
+                    return self.err(
+                        s.name.span(),
+                        "backend.server.name",
+                        format!(
+                            "duplicate server name \"{}\" in backend \"{}\"",
+                            server.name,
+                            b.name.get_ref()
+                        ),
+                    );
+                }
+                server.cookie = self.server_cookie(s.cookie.as_ref(), &server.name, &servers)?;
+                servers.push(server);
+            }
         }
         let keys = PoolKeys {
             http_reuse: b.http_reuse.as_ref(),
@@ -1498,14 +1544,92 @@ impl Ctx<'_> {
         Ok(hash_type)
     }
 
+    /// The servers one `[[backend.server]]` stands for: itself, or with `resolve`, its
+    /// `slots` (named `name1`..`nameN` when more than one), filled from the name's
+    /// addresses at load (`upstream::discovery`).
+    fn servers(
+        &self,
+        s: &FileServer,
+        backend_health: &health::HealthKeys<'_>,
+        mode: Mode,
+        hosts_file: Option<&Path>,
+        template: usize,
+    ) -> Result<Vec<Server>, ConfigError> {
+        let Some(every) = &s.resolve else {
+            if let Some(n) = &s.slots {
+                return self.err(
+                    n.span(),
+                    "backend.server.slots",
+                    "needs resolve = \"<interval>\"",
+                );
+            }
+            return Ok(vec![self.server(s, backend_health, mode, None)?]);
+        };
+        let every = self.duration(Some(every), "backend.server.resolve", Duration::ZERO)?;
+        let slots = self.int_in(s.slots.as_ref(), "backend.server.slots", (1, 1024), 1)? as usize;
+        let text = s.address.get_ref();
+        let Some((host, port)) = text.rsplit_once(':') else {
+            return self.err(
+                s.address.span(),
+                "backend.server.address",
+                format!("\"{text}\" has no port; write \"host:port\""),
+            );
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = match port.parse::<u16>() {
+            Ok(p) if p != 0 => p,
+            _ => {
+                return self.err(
+                    s.address.span(),
+                    "backend.server.address",
+                    format!("\"{port}\" is not a port (1..=65535)"),
+                )
+            }
+        };
+        let resolved = match crate::upstream::discovery::resolve(host, port, hosts_file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ringproxy: warning: {}:{}: backend.server.address: \"{host}\" does not resolve now ({e}); its servers wait for it", self.source.display(), self.line_of(s.address.span().start));
+                Vec::new()
+            }
+        };
+        let placeholder = SocketAddr::from(([0, 0, 0, 0], port));
+        (0..slots)
+            .map(|i| {
+                let address = resolved.get(i).copied();
+                let mut server = self.server(
+                    s,
+                    backend_health,
+                    mode,
+                    Some(address.unwrap_or(placeholder)),
+                )?;
+                if slots > 1 {
+                    server.name = format!("{}{}", server.name, i + 1);
+                }
+                server.has_address = address.is_some();
+                server.discovery = Some(Discovery {
+                    host: host.to_string(),
+                    port,
+                    every,
+                    template,
+                });
+                Ok(server)
+            })
+            .collect()
+    }
+
     fn server(
         &self,
         s: &FileServer,
         backend_health: &health::HealthKeys<'_>,
         mode: Mode,
+        resolved: Option<SocketAddr>,
     ) -> Result<Server, ConfigError> {
         self.name(&s.name, "backend.server.name")?;
-        let address = self.resolve(&s.address, "backend.server.address")?;
+        let address = match resolved {
+            Some(a) => a,
+            None => self.resolve(&s.address, "backend.server.address")?,
+        };
         if address.port() == 0 {
             return self.err(
                 s.address.span(),
@@ -1549,6 +1673,8 @@ impl Ctx<'_> {
             backup: s.backup.unwrap_or(false),
             disabled: s.disabled.unwrap_or(false),
             cookie: String::new(),
+            discovery: None,
+            has_address: true,
             health: self.server_health(s, &keys, mode, address)?,
         })
     }

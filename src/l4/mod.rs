@@ -127,7 +127,7 @@ pub async fn connect_to(
     server: &ServerState,
     timeout: std::time::Duration,
 ) -> Option<TcpStream> {
-    let result = TcpStream::connect_timeout(server.address, timeout).await;
+    let result = TcpStream::connect_timeout(server.address(), timeout).await;
     shard.observe(server, Observe::Layer4, result.is_ok());
     match result {
         Ok(stream) => {

@@ -61,6 +61,8 @@ pub struct Running {
     threads: Vec<JoinHandle<()>>,
     /// The control thread (runtime API), when `[admin] socket` is set.
     control: Option<JoinHandle<()>>,
+    /// The DNS discovery thread, when a server has `resolve`.
+    discovery: Option<JoinHandle<()>>,
     /// Per frontend (config order): the addresses actually bound.
     bound: Vec<Vec<SocketAddr>>,
     shards: usize,
@@ -87,9 +89,9 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
-        if let Some(c) = self.control {
-            self.stop.request();
-            let _ = c.join();
+        self.stop.request();
+        for t in [self.control, self.discovery].into_iter().flatten() {
+            let _ = t.join();
         }
     }
 
@@ -166,7 +168,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         )),
         None => None,
     };
-    let (meshes, control_link) = worker::mesh::build(shards, admin.is_some());
+    let (meshes, control_link, outlets) = worker::mesh::build(shards, admin.is_some());
 
     let config = Arc::new(config);
     let stop = Arc::new(StopFlag::default());
@@ -223,6 +225,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         stop,
         threads,
         control: None,
+        discovery: None,
         bound,
         shards,
     };
@@ -241,6 +244,22 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                     hint: "",
                 });
             }
+        }
+    }
+    match crate::upstream::discovery::start(
+        Arc::clone(&config),
+        outlets.shards,
+        outlets.control,
+        Arc::clone(&running.stop),
+    ) {
+        Ok(handle) => running.discovery = handle,
+        Err(e) => {
+            running.shutdown();
+            return Err(StartError::Executor {
+                shard: 0,
+                message: format!("cannot start the discovery thread: {e}"),
+                hint: "",
+            });
         }
     }
     if let (Some((listener, path)), Some(link)) = (admin, control_link) {

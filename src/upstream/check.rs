@@ -96,7 +96,7 @@ async fn check_loop(shard: Rc<Shard>, b: usize, s: usize) {
     let stopping = shard.stopping_signal.register();
     let be = &shard.config.backends[b];
     let hc = &be.health_check;
-    let addr = be.servers[s].health.check_addr;
+    let cfg = &be.servers[s];
     let state = &shard.backends[b].servers[s];
     // Spread the first checks of the servers over one interval.
     let spread = hc.intervals.interval / 8 * ((b * 31 + s) % 8) as u32;
@@ -129,6 +129,15 @@ async fn check_loop(shard: Rc<Shard>, b: usize, s: usize) {
             }
         }
         last = Instant::now();
+        // A discovery slot's checks follow its address (a check port still applies); a
+        // slot without an address is not probed.
+        let addr = if cfg.discovery.is_none() || cfg.health.check_addr.ip() != cfg.address.ip() {
+            cfg.health.check_addr
+        } else if state.has_address() {
+            SocketAddr::new(state.address().ip(), cfg.health.check_addr.port())
+        } else {
+            continue;
+        };
         let outcome = futures_lite::future::or(probe(hc, addr), async {
             stopping.fired().await;
             Err(CheckFailure::Timeout)
@@ -237,6 +246,16 @@ pub fn on_message(shard: &Shard, msg: ShardMsg) {
                 |h| h.observe_errors(on_error),
                 |_| "errors on live traffic reached error_limit".into(),
             );
+        }
+        ShardMsg::Address {
+            backend,
+            server,
+            addr,
+        } => {
+            // Connections to the old address must not serve the new one.
+            if shard.backends[backend].set_address(server, addr) {
+                shard.http_pools.purge_server(backend, server);
+            }
         }
         ShardMsg::ShutdownSessions { backend, server } => {
             let name = &shard.backends[backend].servers[server].name;

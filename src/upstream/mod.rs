@@ -14,6 +14,7 @@
 
 pub mod balance;
 pub mod check;
+pub mod discovery;
 pub mod health;
 pub mod pool;
 pub mod queue;
@@ -39,7 +40,10 @@ pub fn shard_share(total: u32, shard: usize, shards: usize) -> u32 {
 #[derive(Debug)]
 pub struct ServerState {
     pub name: String,
-    pub address: SocketAddr,
+    /// Where it is; DNS discovery may move it.
+    address: Cell<SocketAddr>,
+    /// False for a discovery slot the name gives no address now (out of service).
+    has_address: Cell<bool>,
     pub weight: u32,
     /// This shard's share of `maxconn`; `None` is unlimited.
     pub limit: Option<u32>,
@@ -82,15 +86,23 @@ impl ServerState {
         self.status.get()
     }
 
-    /// Takes new sessions (checks say UP, operator says READY).
+    pub fn address(&self) -> SocketAddr {
+        self.address.get()
+    }
+
+    pub fn has_address(&self) -> bool {
+        self.has_address.get()
+    }
+
+    /// Takes new sessions (checks say UP, operator says READY, it has an address).
     pub fn usable(&self) -> bool {
-        self.status.get().usable()
+        self.status.get().usable() && self.has_address.get()
     }
 
     /// Takes requests of sessions that already use it (DRAIN too, not DOWN or MAINT).
     fn serves_persistent(&self) -> bool {
         let s = self.status.get();
-        s.up && s.admin != Admin::Maint
+        s.up && s.admin != Admin::Maint && self.has_address.get()
     }
 
     /// Weight and limit as the balancer sees them now: 0 when not usable, ramped while
@@ -199,7 +211,8 @@ impl BackendState {
             .map(|(index, s)| {
                 Rc::new(ServerState {
                     name: s.name.clone(),
-                    address: s.address,
+                    address: Cell::new(s.address),
+                    has_address: Cell::new(s.has_address),
                     weight: s.weight,
                     limit: s.maxconn.map(|m| shard_share(m.get(), shard, shards)),
                     active: Cell::new(0),
@@ -320,6 +333,23 @@ impl BackendState {
             Err(NoSlot::QueueTimeout)
         };
         futures_lite::future::or(turn, timed_out).await
+    }
+
+    /// Moves a discovery slot to `addr` (`None`: out of service); returns whether it
+    /// changed.
+    pub fn set_address(&self, index: usize, addr: Option<std::net::SocketAddr>) -> bool {
+        let server = &self.servers[index];
+        let old = server.has_address.get().then(|| server.address.get());
+        if old == addr {
+            return false;
+        }
+        if let Some(a) = addr {
+            server.address.set(a);
+        }
+        server.has_address.set(addr.is_some());
+        self.count_usable();
+        self.queue.wake_head();
+        true
     }
 
     /// Whether any primary server is usable (else backups take the traffic).

@@ -11,6 +11,7 @@
 //! sends operator commands to the owner (admin state) or to every shard (shut sessions
 //! down); a shard whose live traffic hit a server's `error_limit` tells the owner.
 
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
 
 use crate::upstream::health::{Admin, Status, Transition};
@@ -35,6 +36,12 @@ pub enum ShardMsg {
     Errors { backend: usize, server: usize },
     /// To every shard: close the sessions using this server now.
     ShutdownSessions { backend: usize, server: usize },
+    /// From the discovery thread: a discovery slot's address (`None`: it has none).
+    Address {
+        backend: usize,
+        server: usize,
+        addr: Option<SocketAddr>,
+    },
 }
 
 /// A message to the control thread.
@@ -45,6 +52,12 @@ pub enum ControlMsg {
         backend: usize,
         server: usize,
         status: Status,
+    },
+    /// A discovery slot's address changed.
+    Address {
+        backend: usize,
+        server: usize,
+        addr: Option<SocketAddr>,
     },
 }
 
@@ -65,8 +78,16 @@ pub struct ControlLink {
     pub inbox: Receiver<ControlMsg>,
 }
 
+/// Senders to every shard and the control thread, for another control-plane thread
+/// (DNS discovery).
+#[derive(Debug, Clone)]
+pub struct Outlets {
+    pub shards: Vec<Sender<ShardMsg>>,
+    pub control: Option<Sender<ControlMsg>>,
+}
+
 /// Builds the mesh of `shards` shards and, with `control`, the control thread's link.
-pub fn build(shards: usize, control: bool) -> (Vec<Mesh>, Option<ControlLink>) {
+pub fn build(shards: usize, control: bool) -> (Vec<Mesh>, Option<ControlLink>, Outlets) {
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
     let (control_tx, control_link) = if control {
         let (tx, rx) = mpsc::channel();
@@ -88,7 +109,11 @@ pub fn build(shards: usize, control: bool) -> (Vec<Mesh>, Option<ControlLink>) {
             inbox,
         })
         .collect();
-    (meshes, control_link)
+    let outlets = Outlets {
+        shards: senders,
+        control: control_tx,
+    };
+    (meshes, control_link, outlets)
 }
 
 impl Mesh {
