@@ -154,7 +154,7 @@ fn http_check_defaults_to_get_slash_expecting_2xx_and_3xx() {
     let h = http(&c);
     assert_eq!(
         String::from_utf8_lossy(&h.request),
-        "GET / HTTP/1.1\r\nUser-Agent: ringproxy-check\r\nConnection: close\r\n\r\n"
+        "GET / HTTP/1.0\r\nUser-Agent: ringproxy-check\r\nConnection: close\r\n\r\n"
     );
     assert_eq!(h.expect, [(200, 399)]);
     assert!(h.expects(200) && h.expects(302) && h.expects(399));
@@ -468,7 +468,7 @@ fn method_must_be_an_uppercase_token() {
         assert!(e.reason.contains("is not a method"), "{bad:?}: {e}");
     }
     let c = accepted(&http_checked("method = \"OPTIONS\""));
-    assert!(http(&c).request.starts_with(b"OPTIONS / HTTP/1.1\r\n"));
+    assert!(http(&c).request.starts_with(b"OPTIONS / HTTP/1.0\r\n"));
 }
 
 #[test]
@@ -518,8 +518,6 @@ fn header_injection_into_the_check_request_is_refused() {
 }
 
 #[test]
-#[ignore = "bug: a refused value with control characters is echoed raw, so the \
-            `FILE:LINE: key: reason` message spans several lines"]
 fn control_characters_in_a_refused_value_keep_the_message_on_one_line() {
     let mut cases: Vec<(String, usize, String)> = INJECTIONS
         .iter()

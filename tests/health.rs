@@ -589,9 +589,6 @@ fn http_check_with_host_passes_on_a_ringproxy_frontend() {
 }
 
 #[test]
-#[ignore = "bug: an http check without `host` sends an HTTP/1.1 request without Host; \
-            RFC 9112 servers (ringproxy's own http frontend, nginx, Go) answer 400, so the \
-            server is marked DOWN"]
 fn http_check_without_host_passes_on_a_ringproxy_frontend() {
     assert_eq!(
         state_after_first_http_check_of_a_ringproxy("host-unset", ""),

@@ -511,7 +511,10 @@ impl fmt::Display for ConfigError {
             .chars()
             .flat_map(|c| {
                 let escaped = c.is_control().then(|| c.escape_default());
-                escaped.into_iter().flatten().chain((!c.is_control()).then_some(c))
+                escaped
+                    .into_iter()
+                    .flatten()
+                    .chain((!c.is_control()).then_some(c))
             })
             .collect();
         write!(
