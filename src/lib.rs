@@ -15,12 +15,16 @@
 //! ## Control plane and data plane
 //! The main thread is the control plane: it validates the configuration, binds every
 //! listener (so a port in use fails the start, not a shard), starts the shards and waits
-//! for a stop signal. It talks to shards only through explicit cross-thread objects (today
-//! the stop flag, read on a 50 ms tick). The data plane is the shards' accept loops and
-//! sessions.
+//! for a stop signal. It talks to shards only through explicit cross-thread objects: the
+//! stop flag and the mesh of channels ([`worker::mesh`]), both read on a 50 ms tick. Two
+//! more control-plane threads may run: the control thread of the runtime API ([`admin`])
+//! and the DNS discovery thread ([`upstream::discovery`]). Health checks run in the shards:
+//! each server has one owning shard that probes it and sends its status to every shard.
+//! The data plane is the shards' accept loops and sessions.
 //!
 //! ## Decisions are sans-IO
-//! Balancing ([`upstream::balance`]), configuration validation ([`config`]), the
+//! Balancing ([`upstream::balance`]), health (rise/fall, [`upstream::health`]), slot
+//! assignment of DNS discovery, configuration validation ([`config`]), the
 //! per-shard `maxconn` split and HTTP parsing, chunked framing and head rewriting
 //! ([`http::head`], [`http::chunked`], [`http::rewrite`]) are plain code tested without
 //! sockets; the glommio tasks ([`worker`], [`l4`], [`http::session`]) are thin shells that
@@ -32,7 +36,9 @@
 //! - [`worker`]: a shard's accept loops, session spawning, draining on stop.
 //! - [`l4`]: tcp mode: connect with retries, then the splice/copy [`l4::relay`].
 //! - [`http`]: http mode: request by request, routed, rewritten, bodies copied or spliced.
-//! - [`upstream`]: per-shard backend state and the balancer.
+//! - [`upstream`]: per-shard backend state, the balancer, health checks, the queue, pools
+//!   rules, DNS discovery.
+//! - [`admin`]: the control thread and its runtime API on a Unix socket.
 //! - [`origin`]: the built-in HTTP/1.1 origin for demos, tests and benchmarks.
 //! - [`cli`]: the command line.
 

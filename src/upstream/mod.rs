@@ -1,11 +1,17 @@
 //! Upstream side of a shard: its view of every backend and server.
 //!
 //! Owns the per-shard server state (active session counts, this shard's share of
-//! `maxconn`, the counters of its connections) and the [`balance::Balancer`]; the
-//! rules for pooling idle http connections are in [`pool`]. State lives in `Cell`/`RefCell` inside one shard
-//! and is never shared with another: no locks. A session holds an [`ActiveSlot`] for as
-//! long as it uses a server; dropping the slot gives the place back, so a count can never
-//! leak on an early return.
+//! `maxconn`, health status as sent by the server's owning shard, address, counters) and
+//! the [`balance::Balancer`]. Around it: the rise/fall decision ([`health`]) and the checks
+//! that feed it ([`check`]), the backend queue ([`queue`]), the rules for pooling idle http
+//! connections ([`pool`]) and DNS discovery ([`discovery`]). State lives in
+//! `Cell`/`RefCell` inside one shard and is never shared with another: no locks. A session
+//! holds an [`ActiveSlot`] for as long as it uses a server; dropping the slot gives the
+//! place back (and wakes the queue), so a count can never leak on an early return.
+//!
+//! Which servers take new sessions: those UP by their checks, READY by the operator, with
+//! an address; backups only while no primary does; weights and limits ramp during
+//! `slowstart`.
 //!
 //! `maxconn` is a whole-process limit split across shards: shard `i` of `n` may hold
 //! `maxconn / n` sessions, plus one if `i < maxconn % n` (see [`shard_share`]). The sum over

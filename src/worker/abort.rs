@@ -2,8 +2,9 @@
 //!
 //! Owns the wakers of the sessions registered with it. Firing it wakes every one of them;
 //! a session sees it on its next poll and ends. Used when the grace period after a stop is
-//! over, when a stop begins (idle http keep-alive connections close at once), and later to
-//! shut the sessions of a server marked down. Single-threaded by
+//! over and when a stop begins (idle http keep-alive connections close at once).
+//! [`KillSignal`] is its re-armable sibling, one per server, that closes the sessions of a
+//! server marked down (`on_marked_down = "shutdown-sessions"`). Single-threaded by
 //! construction (`Rc`, `Cell`): it never leaves its shard. A registration costs one slot,
 //! reused after the session ends: the waker table is bounded by the number of concurrent
 //! sessions.
