@@ -213,7 +213,8 @@ mod tests {
         let slots = [Some(a(1)), Some(a(2)), None];
         assert_eq!(
             assign(&slots, &[a(2), a(3)]),
-            vec![None, Some(a(2)), Some(a(3))]
+            vec![Some(a(3)), Some(a(2)), None],
+            "a(1)'s slot went free and a(3) took it; a(2) stayed"
         );
         assert_eq!(assign(&slots, &[]), vec![None, None, None]);
         assert_eq!(
