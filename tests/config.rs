@@ -11,7 +11,10 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
 use std::time::Duration;
 
-use ringproxy::config::{default, Balance, Config, ConfigError, HashType, KeyKind, Mode, Shards};
+mod config_common;
+use config_common::*;
+
+use ringproxy::config::{default, Balance, Config, HashType, KeyKind, Mode, Shards};
 
 /// A valid backend named "be", appended after a test's own lines.
 const BACKEND: &str = r#"
@@ -22,43 +25,6 @@ name = "be"
 name = "s1"
 address = "127.0.0.1:7000"
 "#;
-
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("t.toml"))
-}
-
-fn accepted(text: &str) -> Config {
-    match parse(text) {
-        Ok(c) => c,
-        Err(e) => panic!("refused: {e}\n--- text ---\n{text}"),
-    }
-}
-
-fn refused(text: &str) -> ConfigError {
-    match parse(text) {
-        Ok(_) => panic!("accepted, should be refused:\n{text}"),
-        Err(e) => e,
-    }
-}
-
-/// Asserts that `text` is refused at `line` under `key`, and that the message has the
-/// documented `FILE:LINE: key: reason` shape. Returns the error for further checks.
-#[track_caller]
-fn refused_at(text: &str, line: usize, key: &str) -> ConfigError {
-    let e = refused(text);
-    assert_eq!(e.key, key, "key of {e}");
-    assert_eq!(e.line, line, "line of {e}");
-    assert_eq!(e.file, Path::new("t.toml"));
-    let prefix = format!("t.toml:{line}: {key}: ");
-    let shown = e.to_string();
-    assert!(
-        shown.starts_with(&prefix),
-        "{shown:?} does not start with {prefix:?}"
-    );
-    assert!(shown.len() > prefix.len(), "empty reason: {shown:?}");
-    assert!(!shown.contains('\n'), "message spans lines: {shown:?}");
-    e
-}
 
 /// `text` followed by the valid backend "be".
 fn with_backend(text: &str) -> String {

@@ -6,47 +6,17 @@
 //! numbers asserted can be read off the text itself.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+mod config_common;
+use config_common::*;
 
 use ringproxy::config::health::{default, HttpCheck};
 use ringproxy::config::{
-    CheckKind, Config, ConfigError, HealthCheck, Observe, OnMarkedDown, OnMarkedUp, ServerHealth,
+    CheckKind, Config, HealthCheck, Observe, OnMarkedDown, OnMarkedUp, ServerHealth,
 };
 use ringproxy::upstream::health::{Intervals, OnError};
-
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(text, Path::new("t.toml"))
-}
-
-fn accepted(text: &str) -> Config {
-    match parse(text) {
-        Ok(c) => c,
-        Err(e) => panic!("refused: {e}\n--- text ---\n{text}"),
-    }
-}
-
-/// Asserts that `text` is refused at `line` under `key`, and that the message has the
-/// documented `FILE:LINE: key: reason` shape. Returns the error for further checks.
-#[track_caller]
-fn refused_at(text: &str, line: usize, key: &str) -> ConfigError {
-    let e = match parse(text) {
-        Ok(_) => panic!("accepted, should be refused:\n{text}"),
-        Err(e) => e,
-    };
-    assert_eq!(e.key, key, "key of {e}");
-    assert_eq!(e.line, line, "line of {e}");
-    assert_eq!(e.file, Path::new("t.toml"));
-    let prefix = format!("t.toml:{line}: {key}: ");
-    let shown = e.to_string();
-    assert!(
-        shown.starts_with(&prefix),
-        "{shown:?} does not start with {prefix:?}"
-    );
-    assert!(shown.len() > prefix.len(), "empty reason: {shown:?}");
-    assert!(!shown.contains('\n'), "message spans lines: {shown:?}");
-    e
-}
 
 /// A tcp backend "be" whose `[backend.health_check]` holds `lines`, from line 6 on; its
 /// one server comes after.
