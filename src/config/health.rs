@@ -163,32 +163,6 @@ impl<'a> HealthKeys<'a> {
     }
 }
 
-/// A one-of-these-words key.
-fn word<T: Copy>(
-    ctx: &Ctx<'_>,
-    value: Option<&Spanned<String>>,
-    key: &str,
-    choices: &[(&str, T)],
-    inherited: T,
-) -> Result<T, ConfigError> {
-    let Some(v) = value else { return Ok(inherited) };
-    match choices.iter().find(|(name, _)| *name == v.get_ref()) {
-        Some(&(_, t)) => Ok(t),
-        None => {
-            let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-            ctx.err(
-                v.span(),
-                key,
-                format!(
-                    "unknown value \"{}\" (expected {})",
-                    v.get_ref(),
-                    names.join(" or ")
-                ),
-            )
-        }
-    }
-}
-
 impl Ctx<'_> {
     /// `[backend.health_check]`, or the defaults when absent.
     pub(super) fn health_check(
@@ -225,10 +199,10 @@ impl Ctx<'_> {
         };
         let rise = count(h.rise.as_ref(), "rise", default::RISE)?;
         let fall = count(h.fall.as_ref(), "fall", default::FALL)?;
-        let is_http = word(
-            self,
+        let is_http = self.word(
             h.kind.as_ref(),
             &key("type"),
+            "value",
             &[("tcp", false), ("http", true)],
             false,
         )?;
@@ -367,20 +341,20 @@ impl Ctx<'_> {
         mode: Mode,
         address: SocketAddr,
     ) -> Result<ServerHealth, ConfigError> {
-        let on_marked_down = word(
-            self,
+        let on_marked_down = self.word(
             keys.on_marked_down,
             "backend.server.on_marked_down",
+            "value",
             &[
                 ("shutdown-sessions", OnMarkedDown::ShutdownSessions),
                 ("none", OnMarkedDown::Nothing),
             ],
             OnMarkedDown::Nothing,
         )?;
-        let on_marked_up = word(
-            self,
+        let on_marked_up = self.word(
             keys.on_marked_up,
             "backend.server.on_marked_up",
+            "value",
             &[
                 (
                     "shutdown-backup-sessions",
@@ -390,10 +364,10 @@ impl Ctx<'_> {
             ],
             OnMarkedUp::Nothing,
         )?;
-        let observe = word(
-            self,
+        let observe = self.word(
             keys.observe,
             "backend.server.observe",
+            "value",
             &[
                 ("layer4", Some(Observe::Layer4)),
                 ("layer7", Some(Observe::Layer7)),
@@ -410,10 +384,10 @@ impl Ctx<'_> {
                 );
             }
         }
-        let on_error = word(
-            self,
+        let on_error = self.word(
             keys.on_error,
             "backend.server.on_error",
+            "value",
             &[
                 ("fastinter", OnError::FastInter),
                 ("fail-check", OnError::FailCheck),

@@ -707,17 +707,40 @@ impl Ctx<'_> {
         }
     }
 
-    fn mode(&self, value: Option<&Spanned<String>>, key: &str) -> Result<Mode, ConfigError> {
-        let Some(v) = value else { return Ok(Mode::Tcp) };
-        match v.get_ref().as_str() {
-            "tcp" => Ok(Mode::Tcp),
-            "http" => Ok(Mode::Http),
-            other => self.err(
-                v.span(),
-                key,
-                format!("unknown mode \"{other}\" (expected \"tcp\" or \"http\")"),
-            ),
+    /// A key whose value is one of a few words: the value `choices` maps it to, or
+    /// `inherited` when absent; else refused as `unknown {what} "x" (expected ...)`.
+    fn word<T: Copy>(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        what: &str,
+        choices: &[(&str, T)],
+        inherited: T,
+    ) -> Result<T, ConfigError> {
+        let Some(v) = value else { return Ok(inherited) };
+        if let Some(&(_, t)) = choices.iter().find(|(name, _)| *name == v.get_ref()) {
+            return Ok(t);
         }
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.err(
+            v.span(),
+            key,
+            format!(
+                "unknown {what} \"{}\" (expected {})",
+                v.get_ref(),
+                names.join(" or ")
+            ),
+        )
+    }
+
+    fn mode(&self, value: Option<&Spanned<String>>, key: &str) -> Result<Mode, ConfigError> {
+        self.word(
+            value,
+            key,
+            "mode",
+            &[("tcp", Mode::Tcp), ("http", Mode::Http)],
+            Mode::Tcp,
+        )
     }
 
     /// An integer setting within `lo..=hi`, or `inherited` when absent.
@@ -790,19 +813,17 @@ impl Ctx<'_> {
         key: &str,
         inherited: KeepAlive,
     ) -> Result<KeepAlive, ConfigError> {
-        let Some(v) = value else { return Ok(inherited) };
-        match v.get_ref().as_str() {
-            "keep-alive" => Ok(KeepAlive::KeepAlive),
-            "server-close" => Ok(KeepAlive::ServerClose),
-            "close" => Ok(KeepAlive::Close),
-            other => self.err(
-                v.span(),
-                key,
-                format!(
-                    "unknown mode \"{other}\" (expected \"keep-alive\", \"server-close\" or \"close\")"
-                ),
-            ),
-        }
+        self.word(
+            value,
+            key,
+            "mode",
+            &[
+                ("keep-alive", KeepAlive::KeepAlive),
+                ("server-close", KeepAlive::ServerClose),
+                ("close", KeepAlive::Close),
+            ],
+            inherited,
+        )
     }
 
     fn http_reuse(
@@ -811,20 +832,18 @@ impl Ctx<'_> {
         key: &str,
         inherited: HttpReuse,
     ) -> Result<HttpReuse, ConfigError> {
-        let Some(v) = value else { return Ok(inherited) };
-        match v.get_ref().as_str() {
-            "never" => Ok(HttpReuse::Never),
-            "safe" => Ok(HttpReuse::Safe),
-            "aggressive" => Ok(HttpReuse::Aggressive),
-            "always" => Ok(HttpReuse::Always),
-            other => self.err(
-                v.span(),
-                key,
-                format!(
-                    "unknown policy \"{other}\" (expected \"never\", \"safe\", \"aggressive\" or \"always\")"
-                ),
-            ),
-        }
+        self.word(
+            value,
+            key,
+            "policy",
+            &[
+                ("never", HttpReuse::Never),
+                ("safe", HttpReuse::Safe),
+                ("aggressive", HttpReuse::Aggressive),
+                ("always", HttpReuse::Always),
+            ],
+            inherited,
+        )
     }
 
     /// `retry_on = ["conn-failure", "empty-response", 503]`: HAProxy's event names and
@@ -1522,19 +1541,16 @@ impl Ctx<'_> {
         let Some(v) = value else {
             return Ok(HashType::MapBased);
         };
-        let hash_type = match v.get_ref().as_str() {
-            "map-based" => HashType::MapBased,
-            "consistent" => HashType::Consistent,
-            other => {
-                return self.err(
-                    v.span(),
-                    KEY,
-                    format!(
-                        "unknown hash type \"{other}\" (expected \"map-based\" or \"consistent\")"
-                    ),
-                )
-            }
-        };
+        let hash_type = self.word(
+            Some(v),
+            KEY,
+            "hash type",
+            &[
+                ("map-based", HashType::MapBased),
+                ("consistent", HashType::Consistent),
+            ],
+            HashType::MapBased,
+        )?;
         if balance.needs_key().is_none() {
             return self.err(
                 v.span(),

@@ -73,23 +73,17 @@ impl Ctx<'_> {
                 ),
             );
         }
-        let mode = match &c.mode {
-            None => CookieMode::Insert,
-            Some(m) => match m.get_ref().as_str() {
-                "insert" => CookieMode::Insert,
-                "rewrite" => CookieMode::Rewrite,
-                "prefix" => CookieMode::Prefix,
-                other => {
-                    return self.err(
-                        m.span(),
-                        "backend.cookie.mode",
-                        format!(
-                        "unknown mode \"{other}\" (expected \"insert\", \"rewrite\" or \"prefix\")"
-                    ),
-                    )
-                }
-            },
-        };
+        let mode = self.word(
+            c.mode.as_ref(),
+            "backend.cookie.mode",
+            "mode",
+            &[
+                ("insert", CookieMode::Insert),
+                ("rewrite", CookieMode::Rewrite),
+                ("prefix", CookieMode::Prefix),
+            ],
+            CookieMode::Insert,
+        )?;
         if let Some(d) = &c.domain {
             if !is_cookie_value(d.get_ref()) {
                 return self.err(
