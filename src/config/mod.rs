@@ -4,8 +4,12 @@
 //! [`Config`] (checked once here, relied upon everywhere else):
 //! - names of frontends, of backends and of servers within a backend are unique;
 //! - every frontend's backend exists and has the same mode;
-//! - every address is resolved to a [`SocketAddr`] and every duration is a non-zero
-//!   [`Duration`] (a zero timeout would mean "wait forever", which ringproxy never does).
+//! - every address is resolved to a [`SocketAddr`] (but a DNS discovery slot the name
+//!   gives no address yet: `has_address` is false and its address is a placeholder) and
+//!   every duration is a non-zero [`Duration`] (a zero timeout would mean "wait forever",
+//!   which ringproxy never does).
+//!
+//! Health keys are validated in [`health`], cookie stickiness in [`sticky`].
 //!
 //! Every refusal is a [`ConfigError`]: file, line, key and reason, printed as
 //! `FILE:LINE: key: reason`.

@@ -187,26 +187,9 @@ impl Pools {
         draining.set(draining.get() + 1);
         let state = Rc::clone(state);
         glommio::spawn_local(async move {
-            let mut stream = stream;
-            let mut buf = [0u8; 4096];
-            let start = Instant::now();
-            let mut read = 0usize;
-            let clean = loop {
-                let left = DRAIN_TIME.saturating_sub(start.elapsed());
-                if left.is_zero() || read >= DRAIN_BYTES {
-                    break false;
-                }
-                let _ = stream.set_read_timeout(Some(left));
-                match stream.read(&mut buf).await {
-                    Ok(0) => break true,
-                    Ok(n) => read += n,
-                    Err(e) => break e.kind() != io::ErrorKind::TimedOut,
-                }
-            };
-            if !clean {
+            if !drain(stream, DRAIN_TIME, DRAIN_BYTES).await {
                 PoolCounters::add(&state.pool.unclean_closes);
             }
-            drop(stream);
             draining.set(draining.get() - 1);
         })
         .detach();
@@ -301,6 +284,27 @@ impl Pools {
             .min()
             .unwrap_or(Duration::from_secs(1))
             .min(crate::upstream::pool::SURPLUS_GRACE)
+    }
+}
+
+/// Reads and discards what the peer still sends, up to its FIN, for at most `time` and
+/// `bytes`, then releases the socket (whose write side the caller has shut). True when
+/// the FIN came (or the connection failed): then closing sends no RST.
+pub async fn drain(mut stream: TcpStream, time: Duration, bytes: usize) -> bool {
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    let mut read = 0usize;
+    loop {
+        let left = time.saturating_sub(start.elapsed());
+        if left.is_zero() || read >= bytes {
+            return false;
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut buf).await {
+            Ok(0) => return true,
+            Ok(n) => read += n,
+            Err(e) => return e.kind() != io::ErrorKind::TimedOut,
+        }
     }
 }
 

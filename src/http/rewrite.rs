@@ -5,7 +5,8 @@
 //! (`Connection`, those it names, `Keep-Alive`, `TE`, `Trailer`, `Proxy-Connection`, and
 //! `Upgrade` unless upgrading) are dropped, and the framing and `Connection` fields are
 //! written from what the proxy decided. So a peer never sees bare-LF lines, framing that
-//! differs from what was parsed, or a hop-by-hop field meant for the proxy.
+//! differs from what was parsed, or a hop-by-hop field meant for the proxy. With cookie
+//! stickiness, `Cookie` and `Set-Cookie` fields are edited on the way (`super::cookie`).
 //!
 //! Also here: the proxy's own responses ([`error_response`]), in one place.
 

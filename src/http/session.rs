@@ -16,6 +16,12 @@
 //! server allows it, its response was framed (length or chunked), the mode is
 //! `keep-alive` and `pool_max_reuse` is not reached.
 //!
+//! Choosing the server: the one the client's persistence cookie names when it serves
+//! (`[backend.cookie]`), else the balancer (fed the hash key of `source`, `uri`,
+//! `hdr(name)`), waiting in the backend's queue while every usable server is at its
+//! `maxconn`. An exchange in flight ends when its server's sessions are shut down
+//! (`on_marked_down = "shutdown-sessions"`, watched by `ServerWatch`).
+//!
 //! Retries: a request is sent again, on a new connection, when it can be (idempotent and
 //! held whole in the client buffer, or none of its bytes reached the server) and either a
 //! reused connection failed before any response byte (the server closed it as it was
@@ -104,6 +110,8 @@ struct Session {
     shard: Rc<Shard>,
     frontend: usize,
     client: Conn,
+    /// The client's address, asked of the kernel once, when first needed
+    /// (`X-Forwarded-For`, `balance = "source"`).
     peer: Option<IpAddr>,
     out: Vec<u8>,
     req: head::Request,
@@ -373,16 +381,14 @@ impl Session {
     /// address (`source`), the path without its query (`uri`, as HAProxy's default), or
     /// the first value of a header (`hdr(name)`); `None` when there is none (the balancer
     /// then falls back to round robin).
-    fn balance_key(&self, balance: &Balance) -> Option<u64> {
+    fn balance_key(&mut self, balance: &Balance) -> Option<u64> {
+        let kind = balance.needs_key()?;
+        if matches!(kind, KeyKind::Source) && self.peer.is_none() {
+            self.peer = self.client.stream.peer_addr().ok().map(|a| a.ip());
+        }
         let buf = self.client.data();
-        match balance.needs_key()? {
-            KeyKind::Source => {
-                let ip = match self.peer {
-                    Some(ip) => ip,
-                    None => self.client.stream.peer_addr().ok()?.ip(),
-                };
-                Some(hash_ip(ip))
-            }
+        match kind {
+            KeyKind::Source => self.peer.map(hash_ip),
             KeyKind::Uri => {
                 let path = self.req.path(buf);
                 let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());

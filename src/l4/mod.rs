@@ -1,9 +1,11 @@
 //! tcp mode: one client connection becomes one tunnel to one server.
 //!
-//! Owns the life of a tcp-mode session: pick a server, connect within `timeout_connect`
-//! (on failure, another server, up to `retries` more attempts), then hand both sockets to
-//! the [`relay`]. The session holds its place on the server ([`ActiveSlot`]) for as long as
-//! the tunnel lives. A client for which no server can be reached is closed (with FIN) and
+//! Owns the life of a tcp-mode session: pick a server (waiting in the backend's queue
+//! while every usable server is at its `maxconn`), connect within `timeout_connect` (on
+//! failure, another server, up to `retries` more attempts), then hand both sockets to the
+//! [`relay`]. The session holds its place on the server ([`ActiveSlot`]) for as long as
+//! the tunnel lives, and the tunnel ends when the server's sessions are shut down (its
+//! `KillSignal`). A client for which no server can be reached is closed (with FIN) and
 //! counted on the backend. [`tunnel`] (relay under the tunnel timeouts, outcome counted) and
 //! [`connect`] are also what http mode uses for upgraded connections and server connects.
 

@@ -1,10 +1,12 @@
 //! Per-core bootstrap: CPUs, listeners, one pinned glommio executor per shard, stop.
 //!
 //! Owns the threads. [`start`] does every fallible step it can on the calling thread first
-//! (CPU set, descriptor limit, binding every listener), then starts one executor thread
-//! per shard and waits until each has built its executor, so a startup failure is a
-//! [`StartError`] returned to the caller, never a panic in a thread. [`Running`] is the
-//! handle: the addresses actually bound, `stop`, `wait`.
+//! (CPU set, descriptor limit, binding every listener and the admin socket), builds the
+//! mesh of channels between them, then starts one executor thread per shard and waits
+//! until each has built its executor, so a startup failure is a [`StartError`] returned to
+//! the caller, never a panic in a thread. Then, when configured, the DNS discovery thread
+//! and the control thread of the runtime API. [`Running`] is the handle: the addresses
+//! actually bound, `stop`, `wait` (which joins every thread).
 
 pub mod signals;
 pub mod sockets;
@@ -48,6 +50,11 @@ pub enum StartError {
     },
     #[error("cannot read this process's CPU set: {0}")]
     Affinity(std::io::Error),
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot open the admin socket {path}: {source} (admin.socket: choose another path, or stop the process that uses it)")]
     Admin {
         path: std::path::PathBuf,
@@ -255,10 +262,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         Ok(handle) => running.discovery = handle,
         Err(e) => {
             running.shutdown();
-            return Err(StartError::Executor {
-                shard: 0,
-                message: format!("cannot start the discovery thread: {e}"),
-                hint: "",
+            return Err(StartError::Thread {
+                name: "discovery",
+                source: e,
             });
         }
     }
@@ -275,7 +281,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(source) => {
                 running.shutdown();
                 let _ = std::fs::remove_file(&path);
-                return Err(StartError::Admin { path, source });
+                return Err(StartError::Thread {
+                    name: "control",
+                    source,
+                });
             }
         }
     }

@@ -269,8 +269,7 @@ fn apply_status(shard: &Shard, b: usize, s: usize, status: Status, transition: O
     let old = backend.set_status(s, status);
     let cfg = &shard.config.backends[b].servers[s];
     let name = &backend.servers[s].name;
-    let serves = |st: Status| st.up && st.admin != super::health::Admin::Maint;
-    if serves(old) && !serves(status) {
+    if old.serves_persistent() && !status.serves_persistent() {
         shard.http_pools.purge_server(b, s);
     }
     if transition == Some(Transition::Down)
@@ -380,21 +379,8 @@ fn io_failure(e: io::Error) -> CheckFailure {
 
 /// FIN, then read what the server still sends (bounded), then release: a check never
 /// leaves unread input behind, which would make the kernel send an RST.
-async fn close(mut stream: TcpStream) {
+async fn close(stream: TcpStream) {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let _ = crate::l4::splice::shutdown_write(fd);
-    let start = Instant::now();
-    let mut scratch = [0u8; 4096];
-    let mut read = 0;
-    while read < PROBE_DRAIN_BYTES {
-        let left = PROBE_DRAIN_TIME.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break;
-        }
-        let _ = stream.set_read_timeout(Some(left));
-        match stream.read(&mut scratch).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => read += n,
-        }
-    }
+    crate::http::pool::drain(stream, PROBE_DRAIN_TIME, PROBE_DRAIN_BYTES).await;
 }

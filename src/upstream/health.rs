@@ -89,6 +89,12 @@ impl Status {
         self.up && self.admin == Admin::Ready
     }
 
+    /// Whether sessions that already use the server may go on with it (DRAIN does; DOWN
+    /// and MAINT do not).
+    pub fn serves_persistent(&self) -> bool {
+        self.up && self.admin != Admin::Maint
+    }
+
     /// The state word and counter of a status line, HAProxy-style: `UP 3/3` (fully up,
     /// `fall` failures from DOWN), `UP 1/3` (going down), `DOWN 0/2`, `DOWN 1/2` (going
     /// up: passes of `rise`), `MAINT`, `DRAIN 3/3`; a server without checks shows `UP` (or
@@ -168,11 +174,12 @@ impl Health {
         self.hurry = false;
         let was_up = self.status.up;
         let s = &mut self.status;
+        let top = s.rise + s.fall - 1;
         if passed {
-            if s.health < s.rise + s.fall - 1 {
+            if s.health < top {
                 s.health += 1;
                 if s.health >= s.rise {
-                    s.health = s.rise + s.fall - 1;
+                    s.health = top;
                 }
             }
         } else if s.health > 0 {

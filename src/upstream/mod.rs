@@ -107,8 +107,7 @@ impl ServerState {
 
     /// Takes requests of sessions that already use it (DRAIN too, not DOWN or MAINT).
     fn serves_persistent(&self) -> bool {
-        let s = self.status.get();
-        s.up && s.admin != Admin::Maint && self.has_address.get()
+        self.status.get().serves_persistent() && self.has_address.get()
     }
 
     /// Weight and limit as the balancer sees them now: 0 when not usable, ramped while

@@ -1,7 +1,8 @@
 //! The explicit channels between shards, and from shards to the control thread.
 //!
 //! Owns every cross-thread message path of the control plane. Each shard has one inbox
-//! (a `std::sync::mpsc` receiver) that any shard and the control thread may send to; a
+//! (a `std::sync::mpsc` receiver) that any shard, the control thread and the DNS
+//! discovery thread ([`Outlets`]) may send to; a
 //! shard reads it on its control tick (`STOP_POLL_INTERVAL`), never on the data path, so
 //! a message takes at most one tick to act. Messages are small `Copy` values; servers
 //! are named by index (backend, server), the same on every thread.
@@ -9,7 +10,8 @@
 //! What flows: a server's owning shard sends its new [`Status`] to every shard (itself
 //! included, so all apply it the same way) and to the control thread; the control thread
 //! sends operator commands to the owner (admin state) or to every shard (shut sessions
-//! down); a shard whose live traffic hit a server's `error_limit` tells the owner.
+//! down); a shard whose live traffic hit a server's `error_limit` tells the owner; the
+//! discovery thread sends a slot's new address to every shard and the control thread.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -117,11 +119,6 @@ pub fn build(shards: usize, control: bool) -> (Vec<Mesh>, Option<ControlLink>, O
 }
 
 impl Mesh {
-    /// A mesh of one shard with no control thread (a shard built alone, in tests).
-    pub fn single() -> Mesh {
-        build(1, false).0.pop().expect("one shard")
-    }
-
     /// Sends to every shard (this one included). A shard that has exited is skipped.
     pub fn broadcast(&self, msg: ShardMsg) {
         for p in &self.peers {

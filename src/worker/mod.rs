@@ -2,8 +2,11 @@
 //!
 //! Owns everything one shard holds: its `SO_REUSEPORT` listeners (one per frontend bind),
 //! its view of the backends, its counters. All of it lives in one executor thread and is
-//! shared between that thread's tasks with `Rc`/`Cell`, never with another thread. The only
-//! thing that crosses threads is the stop request ([`StopFlag`]), read on a control tick.
+//! shared between that thread's tasks with `Rc`/`Cell`, never with another thread. What
+//! crosses threads is the stop request ([`StopFlag`]) and the messages of the [`mesh`]
+//! (server status from its owning shard, operator commands, discovered addresses), both
+//! read on the shard's 50 ms control tick. The servers this shard owns are checked by its
+//! own tasks (`upstream::check`).
 //!
 //! Stopping: the listeners are shut down (their pending accepts fail and the accept loops
 //! end) and `stopping_signal` fires (http connections idle between requests close, busy
