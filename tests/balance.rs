@@ -27,14 +27,7 @@ fn balanced_proxy(
     backend: &str,
     extra: &str,
 ) -> (ringproxy::runtime::Running, SocketAddr) {
-    let toml = format!(
-        "{GLOBAL}\n{extra}\n[[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\n\n\
-         [[backend]]\nname = \"b\"\nmode = \"http\"\n{backend}\n{}",
-        servers_toml(servers)
-    );
-    let running = proxy(&toml);
-    let addr = running.frontend_addrs(0)[0];
-    (running, addr)
+    http_proxy_with(1, extra, backend, &servers_toml(servers))
 }
 
 /// Which server answered `request`.

@@ -19,19 +19,14 @@ fn queue_proxy(
     servers: &[(std::net::SocketAddr, u32)],
     backend: &str,
 ) -> (ringproxy::runtime::Running, std::net::SocketAddr) {
-    let mut toml = format!(
-        "[global]\nshards = {shards}\npin = false\ngrace = \"2s\"\n\n\
-         [[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\n\n\
-         [[backend]]\nname = \"b\"\nmode = \"http\"\n{backend}\n"
-    );
-    for (i, (addr, maxconn)) in servers.iter().enumerate() {
-        toml.push_str(&format!(
-            "\n[[backend.server]]\nname = \"s{i}\"\naddress = \"{addr}\"\nmaxconn = {maxconn}\n"
-        ));
-    }
-    let running = proxy(&toml);
-    let addr = running.frontend_addrs(0)[0];
-    (running, addr)
+    let servers: String = servers
+        .iter()
+        .enumerate()
+        .map(|(i, (addr, maxconn))| {
+            format!("\n[[backend.server]]\nname = \"s{i}\"\naddress = \"{addr}\"\nmaxconn = {maxconn}\n")
+        })
+        .collect();
+    http_proxy_with(shards, "", backend, &servers)
 }
 
 /// An origin that holds each request for `hold` and counts how many it holds at once.

@@ -33,14 +33,12 @@ fn sticky_proxy(
     cookie: &str,
     extra: &str,
 ) -> (ringproxy::runtime::Running, SocketAddr) {
-    let toml = format!(
-        "{GLOBAL}\n{extra}\n[[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\n\n\
-         [[backend]]\nname = \"b\"\nmode = \"http\"\nbalance = \"roundrobin\"\n\n[backend.cookie]\n{cookie}\n{}",
-        servers_toml(servers)
-    );
-    let running = proxy(&toml);
-    let addr = running.frontend_addrs(0)[0];
-    (running, addr)
+    http_proxy_with(
+        1,
+        extra,
+        &format!("balance = \"roundrobin\"\n\n[backend.cookie]\n{cookie}"),
+        &servers_toml(servers),
+    )
 }
 
 fn with_cookie(cookie: &str) -> String {

@@ -442,6 +442,25 @@ pub fn http_proxy_on(
     (running, addr)
 }
 
+/// An http proxy on `shards` shards: `top` (sections such as `[admin]`), frontend "f" on
+/// an ephemeral port, and backend "b" with its `backend` lines (sub-tables allowed) then
+/// the `servers` sections (see [`servers_toml`]).
+pub fn http_proxy_with(
+    shards: usize,
+    top: &str,
+    backend: &str,
+    servers: &str,
+) -> (Running, SocketAddr) {
+    let global = GLOBAL.replace("shards = 1", &format!("shards = {shards}"));
+    let toml = format!(
+        "{global}\n{top}\n[[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\n\n\
+         [[backend]]\nname = \"b\"\nmode = \"http\"\n{backend}\n{servers}"
+    );
+    let running = proxy(&toml);
+    let addr = running.frontend_addrs(0)[0];
+    (running, addr)
+}
+
 /// Checks one of the proxy's own error responses.
 pub fn assert_proxy_error(r: &Msg, status: u16) {
     assert_eq!(r.status(), status, "{:?}", r.head);
