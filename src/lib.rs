@@ -49,5 +49,6 @@ pub mod http;
 pub mod l4;
 pub mod origin;
 pub mod runtime;
+pub mod stats;
 pub mod upstream;
 pub mod worker;

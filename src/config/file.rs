@@ -19,6 +19,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub backend: Vec<FileBackend>,
     pub admin: Option<FileAdmin>,
+    pub log: Option<FileLog>,
 }
 
 /// `[admin]`: the runtime API.
@@ -27,6 +28,22 @@ pub struct FileConfig {
 pub struct FileAdmin {
     /// Path of the Unix socket of the text runtime API.
     pub socket: Option<Spanned<String>>,
+    /// `host:port` of the HTTP statistics listener (`/metrics`, `/stats.json`, `/`).
+    pub listen: Option<Spanned<String>>,
+    /// How often the shards publish their statistics and the control thread sums them.
+    pub stats_interval: Option<Spanned<String>>,
+}
+
+/// `[log]`: the access log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    /// `"stdout"` or a file path.
+    pub access: Option<Spanned<String>>,
+    /// `"haproxy"` or `"json"`.
+    pub format: Option<Spanned<String>>,
+    /// Records each shard may have waiting for the logger thread.
+    pub ring: Option<Spanned<i64>>,
 }
 
 /// `[global]`: process-wide settings.

@@ -41,13 +41,64 @@ pub struct Config {
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
     pub admin: Admin,
+    pub log: Log,
 }
 
-/// `[admin]`: the runtime API.
-#[derive(Debug, Clone, Default)]
+/// `[admin]`: the runtime API and the statistics listener.
+#[derive(Debug, Clone)]
 pub struct Admin {
     /// Unix socket of the text runtime API (`show servers state`, `set server ...`).
     pub socket: Option<PathBuf>,
+    /// The HTTP statistics listener: `/metrics`, `/stats.json` and the stats page.
+    pub listen: Option<SocketAddr>,
+    /// How often each shard publishes its statistics to the control thread.
+    pub stats_interval: Duration,
+}
+
+impl Default for Admin {
+    fn default() -> Admin {
+        Admin {
+            socket: None,
+            listen: None,
+            stats_interval: default::STATS_INTERVAL,
+        }
+    }
+}
+
+impl Admin {
+    /// Whether the shards keep statistics (counters always; histograms and their
+    /// publication only when something reads them).
+    pub fn stats_enabled(&self) -> bool {
+        self.socket.is_some() || self.listen.is_some()
+    }
+}
+
+/// `[log]`: the access log.
+#[derive(Debug, Clone, Default)]
+pub struct Log {
+    /// Where access log lines go; `None`: no access log.
+    pub access: Option<LogSink>,
+    pub format: LogFormat,
+    /// Records a shard may have waiting for the logger thread; beyond, records are
+    /// dropped and counted.
+    pub ring: usize,
+}
+
+/// `log.access`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSink {
+    Stdout,
+    File(PathBuf),
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// HAProxy's HTTP log format (and its TCP one in tcp mode).
+    #[default]
+    Haproxy,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[global]`.
@@ -464,6 +515,10 @@ pub struct Discovery {
 pub mod default {
     use std::time::Duration;
     pub const GRACE: Duration = Duration::from_secs(10);
+    pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+    pub const STATS_INTERVAL_MIN: Duration = Duration::from_millis(100);
+    pub const STATS_INTERVAL_MAX: Duration = Duration::from_secs(60);
+    pub const LOG_RING: usize = 16 * 1024;
     pub const TIMEOUT_CONNECT: Duration = Duration::from_secs(5);
     pub const TIMEOUT_CLIENT: Duration = Duration::from_secs(30);
     pub const TIMEOUT_SERVER: Duration = Duration::from_secs(30);
@@ -1164,15 +1219,74 @@ impl Ctx<'_> {
         if let Some(s) = socket.filter(|s| s.get_ref().is_empty()) {
             return self.err(s.span(), "admin.socket", "is empty: give a path");
         }
+        let file_admin = file.admin.as_ref();
+        let listen = match file_admin.and_then(|a| a.listen.as_ref()) {
+            Some(l) => Some(self.resolve(l, "admin.listen")?),
+            None => None,
+        };
+        if let Some(addr) = listen.filter(|a| a.port() != 0) {
+            if let Some(fe) = frontends.iter().find(|f| f.binds.contains(&addr)) {
+                let span = file_admin.and_then(|a| a.listen.as_ref()).map(|l| l.span());
+                return self.err(
+                    span.unwrap_or(0..0),
+                    "admin.listen",
+                    format!("{addr} is already bound by frontend \"{}\"", fe.name),
+                );
+            }
+        }
+        let stats_interval = self.duration(
+            file_admin.and_then(|a| a.stats_interval.as_ref()),
+            "admin.stats_interval",
+            default::STATS_INTERVAL,
+        )?;
+        if let Some(v) = file_admin.and_then(|a| a.stats_interval.as_ref()) {
+            if stats_interval < default::STATS_INTERVAL_MIN || stats_interval > default::STATS_INTERVAL_MAX {
+                return self.err(v.span(), "admin.stats_interval", "must be between 100ms and 1m");
+            }
+        }
         let admin = Admin {
             socket: socket.map(|s| PathBuf::from(s.get_ref())),
+            listen,
+            stats_interval,
         };
+        let log = self.log(file.log.as_ref())?;
         Ok(Config {
             source: self.source.to_path_buf(),
             global,
             frontends,
             backends,
             admin,
+            log,
+        })
+    }
+
+    fn log(&self, file: Option<&file::FileLog>) -> Result<Log, ConfigError> {
+        let Some(file) = file else {
+            return Ok(Log {
+                ring: default::LOG_RING,
+                ..Log::default()
+            });
+        };
+        let access = match &file.access {
+            None => None,
+            Some(a) if a.get_ref().is_empty() => {
+                return self.err(a.span(), "log.access", "is empty: give \"stdout\" or a file path")
+            }
+            Some(a) if a.get_ref() == "stdout" => Some(LogSink::Stdout),
+            Some(a) => Some(LogSink::File(PathBuf::from(a.get_ref()))),
+        };
+        let format = self.word(
+            file.format.as_ref(),
+            "log.format",
+            "log format",
+            &[("haproxy", LogFormat::Haproxy), ("json", LogFormat::Json)],
+            LogFormat::Haproxy,
+        )?;
+        let ring = self.int_in(file.ring.as_ref(), "log.ring", (16, 1 << 20), default::LOG_RING as i64)?;
+        Ok(Log {
+            access,
+            format,
+            ring: ring as usize,
         })
     }
 
