@@ -75,6 +75,22 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         backend: Option<String>,
     },
+    /// Print the statistics table of a running proxy (frontends, servers, backends: sessions,
+    /// rates, requests, responses, errors, bytes, recent p50/p99) through its admin socket.
+    Stats {
+        /// The running proxy's configuration (its `[admin] socket` is used).
+        #[arg(short = 'c', long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The admin socket itself (default /run/ringproxy.sock).
+        #[arg(short = 's', long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Refresh the table every second until interrupted.
+        #[arg(short = 'w', long)]
+        watch: bool,
+        /// With --watch: stop after this many tables.
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+    },
     /// Send one runtime API command to a running proxy (e.g. `set server web/s1 state maint`; `help` lists them).
     Admin {
         #[arg(
@@ -120,6 +136,15 @@ pub fn main() -> ExitCode {
             _,
         ) => admin_command(config.as_deref(), socket.as_deref(), &command.join(" ")),
         (
+            Some(Command::Stats {
+                config,
+                socket,
+                watch,
+                count,
+            }),
+            _,
+        ) => stats(config.as_deref(), socket.as_deref(), watch, count),
+        (
             Some(Command::Origin {
                 listen,
                 body_bytes,
@@ -158,39 +183,80 @@ fn check(path: &Path) -> ExitCode {
 /// Sends `command` to the admin socket (given, or the one `config` names) and prints the
 /// answer. Exit 1 when the proxy cannot be reached, 2 when the configuration is refused
 /// or names no socket.
-fn admin_command(config: Option<&Path>, socket: Option<&Path>, command: &str) -> ExitCode {
-    let path = match (socket, config) {
-        (Some(s), _) => s.to_path_buf(),
+/// The admin socket: `--socket`, else the `[admin] socket` of `--config`, else the
+/// default path.
+fn admin_socket(config: Option<&Path>, socket: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    match (socket, config) {
+        (Some(s), _) => Ok(s.to_path_buf()),
         (None, Some(c)) => match Config::load(c) {
-            Ok(cfg) => match cfg.admin.socket {
-                Some(s) => s,
-                None => {
-                    eprintln!(
-                        "ringproxy: {} sets no [admin] socket: add `[admin] socket = \"/run/ringproxy.sock\"`, or give --socket",
-                        c.display()
-                    );
-                    return ExitCode::from(2);
-                }
-            },
+            Ok(cfg) => cfg.admin.socket.ok_or_else(|| {
+                eprintln!(
+                    "ringproxy: {} sets no [admin] socket: add `[admin] socket = \"{DEFAULT_SOCKET}\"`, or give --socket",
+                    c.display()
+                );
+                ExitCode::from(2)
+            }),
             Err(e) => {
                 eprintln!("{e}");
-                return ExitCode::from(2);
+                Err(ExitCode::from(2))
             }
         },
-        (None, None) => unreachable!("clap requires --config or --socket"),
-    };
-    match crate::admin::request(&path, command) {
+        (None, None) => Ok(PathBuf::from(DEFAULT_SOCKET)),
+    }
+}
+
+/// Where `ringproxy stats` looks for the admin socket when told nothing.
+pub const DEFAULT_SOCKET: &str = "/run/ringproxy.sock";
+
+fn ask(path: &Path, command: &str) -> Result<String, ExitCode> {
+    crate::admin::request(path, command).map_err(|e| {
+        eprintln!(
+            "ringproxy: cannot reach the admin socket {}: {e} (is the proxy running with this [admin] socket?)",
+            path.display()
+        );
+        ExitCode::FAILURE
+    })
+}
+
+fn admin_command(config: Option<&Path>, socket: Option<&Path>, command: &str) -> ExitCode {
+    let answer = admin_socket(config, socket).and_then(|path| ask(&path, command));
+    match answer {
         Ok(answer) => {
             print!("{answer}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!(
-                "ringproxy: cannot reach the admin socket {}: {e} (is the proxy running with this [admin] socket?)",
-                path.display()
-            );
-            ExitCode::FAILURE
+        Err(code) => code,
+    }
+}
+
+/// `ringproxy stats`: the table once, or every second with `--watch`.
+fn stats(
+    config: Option<&Path>,
+    socket: Option<&Path>,
+    watch: bool,
+    count: Option<u64>,
+) -> ExitCode {
+    let path = match admin_socket(config, socket) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut shown = 0u64;
+    loop {
+        let table = match ask(&path, "show table") {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
+        if watch {
+            // Home and clear, then the table: a terminal redraws in place.
+            print!("\x1b[H\x1b[2J");
         }
+        print!("{table}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        shown += 1;
+        if !watch || count.is_some_and(|n| shown >= n) {
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
 

@@ -1,30 +1,41 @@
-//! The control thread and its runtime API: a text protocol on a Unix socket
+//! The control thread: the runtime API, a text protocol on a Unix socket
 //! (`[admin] socket`), one command per connection as HAProxy's stats socket does
-//! (several may be joined with `;`).
+//! (several may be joined with `;`); and the statistics listener (`[admin] listen`):
+//! `GET /metrics`, `GET /stats.json` and the stats page `GET /` ([`http`]).
 //!
 //! Owns the control side of the mesh ([`ControlLink`]): it keeps the table of every
 //! server's status from the owners' messages, and sends operator commands to the shards.
-//! It never touches a shard's state directly. Blocking I/O on its own thread: a slow
-//! admin client delays only other admin clients, never a shard. Every wait is bounded
-//! (`CLIENT_TIMEOUT`), and the thread looks at the stop flag at least every
-//! `POLL_INTERVAL`.
+//! It owns the statistics aggregation too: it takes the shards' snapshots from their
+//! rings ([`crate::stats::aggregate`]). It never touches a shard's state directly.
+//! Blocking I/O on its own thread: a slow admin client delays only other admin clients,
+//! never a shard. Every wait is bounded (`CLIENT_TIMEOUT`), and the thread looks at the
+//! stop flag and the rings at least every `POLL_INTERVAL`.
 //!
 //! Commands:
+//! - `show info`, `show stat` (HAProxy's CSV), `show table` (what `ringproxy stats`
+//!   prints).
 //! - `show servers state [BACKEND]`: one line per server, `backend/server STATE k/n`.
 //! - `set server B/S state ready|drain|maint`, `disable server B/S` (maint),
-//!   `enable server B/S` (ready).
+//!   `enable server B/S` (ready), `set weight B/S N|N%`.
 //! - `shutdown sessions server B/S`: close the sessions using the server, on every shard.
 //! - `help`.
 
+pub mod http;
+
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::stats::aggregate::Aggregator;
+use crate::stats::render::{Process, Report, ServerRow};
+use crate::stats::ring::Consumer;
+use crate::stats::Snapshot;
 use crate::upstream::health::{Admin, Status};
 use crate::upstream::{initial_health, owner_shard};
 use crate::worker::mesh::{ControlLink, ControlMsg, ShardMsg};
@@ -55,21 +66,38 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Starts the control thread serving `listener` until `stop` is requested; the socket
-/// file is removed when it ends.
+/// Binds the statistics listener (`[admin] listen`).
+pub fn bind_http(addr: SocketAddr) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// What the control thread listens on: the runtime API's Unix socket (and its path, removed
+/// at the end) and the statistics listener.
+pub struct Listeners {
+    pub socket: Option<(UnixListener, PathBuf)>,
+    pub http: Option<TcpListener>,
+}
+
+/// Starts the control thread serving `listeners` and aggregating the shards' `snapshots`
+/// until `stop` is requested; the socket file is removed when it ends.
 pub fn start(
-    listener: UnixListener,
-    path: PathBuf,
+    listeners: Listeners,
     config: Arc<Config>,
     link: ControlLink,
+    snapshots: Vec<Consumer<Snapshot>>,
+    shards: usize,
     stop: Arc<StopFlag>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ringproxy-control".into())
         .spawn(move || {
-            let mut control = Control::new(config, link);
-            control.serve(&listener, &stop);
-            let _ = std::fs::remove_file(&path);
+            let mut control = Control::new(config, link, snapshots, shards);
+            control.serve(&listeners, &stop);
+            if let Some((_, path)) = &listeners.socket {
+                let _ = std::fs::remove_file(path);
+            }
         })
 }
 
@@ -81,10 +109,22 @@ struct Control {
     table: Vec<Vec<Status>>,
     /// `[backend][server]`: whether it has an address (DNS discovery slots may not).
     addressed: Vec<Vec<bool>>,
+    /// `[backend][server]`: its weight now.
+    weights: Vec<Vec<u32>>,
+    /// `[backend][server]`: how many times it went between up and down.
+    transitions: Vec<Vec<u64>>,
+    stats: Aggregator,
+    started: Instant,
+    shards: usize,
 }
 
 impl Control {
-    fn new(config: Arc<Config>, link: ControlLink) -> Control {
+    fn new(
+        config: Arc<Config>,
+        link: ControlLink,
+        snapshots: Vec<Consumer<Snapshot>>,
+        shards: usize,
+    ) -> Control {
         let table = config
             .backends
             .iter()
@@ -99,32 +139,129 @@ impl Control {
             .iter()
             .map(|b| b.servers.iter().map(|s| s.has_address).collect())
             .collect();
+        let weights = config
+            .backends
+            .iter()
+            .map(|b| b.servers.iter().map(|s| s.weight).collect())
+            .collect();
+        let transitions = config
+            .backends
+            .iter()
+            .map(|b| vec![0; b.servers.len()])
+            .collect();
+        let servers: Vec<usize> = config.backends.iter().map(|b| b.servers.len()).collect();
+        let stats = Aggregator::new(
+            snapshots,
+            config.frontends.len(),
+            &servers,
+            config.admin.stats_interval,
+        );
         Control {
             config,
             link,
             table,
             addressed,
+            weights,
+            transitions,
+            stats,
+            started: Instant::now(),
+            shards,
         }
     }
 
-    fn serve(&mut self, listener: &UnixListener, stop: &StopFlag) {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(listener);
+    fn serve(&mut self, listeners: &Listeners, stop: &StopFlag) {
+        use std::os::fd::AsRawFd;
+        let socket = listeners.socket.as_ref().map(|(l, _)| l);
+        let fds = [
+            socket.map(|l| l.as_raw_fd()),
+            listeners.http.as_ref().map(|l| l.as_raw_fd()),
+        ];
         while !stop.is_requested() {
             self.drain_inbox();
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
+            self.stats.poll(Instant::now());
+            let mut pfds: Vec<libc::pollfd> = fds
+                .iter()
+                .map(|fd| libc::pollfd {
+                    // A negative descriptor is ignored by poll(2).
+                    fd: fd.unwrap_or(-1),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: valid pollfds for the duration of the call; the descriptors are the
+            // listeners', open for as long as `listeners` lives.
+            let ready = unsafe {
+                libc::poll(
+                    pfds.as_mut_ptr(),
+                    pfds.len() as libc::nfds_t,
+                    POLL_INTERVAL.as_millis() as i32,
+                )
             };
-            // SAFETY: one valid pollfd for the duration of the call; `fd` is the
-            // listener's, open for as long as `listener` lives.
-            let ready = unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL.as_millis() as i32) };
             if ready <= 0 {
                 continue;
             }
-            if let Ok((stream, _)) = listener.accept() {
-                let _ = self.client(stream);
+            if pfds[0].revents != 0 {
+                if let Some(Ok((stream, _))) = socket.map(|l| l.accept()) {
+                    let _ = self.client(stream);
+                }
             }
+            if pfds[1].revents != 0 {
+                if let Some(Ok((stream, _))) = listeners.http.as_ref().map(|l| l.accept()) {
+                    self.drain_inbox();
+                    let _ = http::serve(self, stream);
+                }
+            }
+        }
+    }
+
+    /// Renders the statistics as of the last tick, with what the control thread knows of
+    /// the servers.
+    fn render<T>(&self, f: impl FnOnce(&Report<'_>) -> T) -> T {
+        let rows: Vec<Vec<ServerRow>> = self
+            .config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(b, backend)| (0..backend.servers.len()).map(|s| self.row(b, s)).collect())
+            .collect();
+        f(&Report {
+            config: &self.config,
+            view: self.stats.view(),
+            servers: &rows,
+            process: self.process(),
+        })
+    }
+
+    fn row(&self, b: usize, s: usize) -> ServerRow {
+        let status = &self.table[b][s];
+        let addressed = self.addressed[b][s];
+        let cfg = &self.config.backends[b].servers[s];
+        ServerRow {
+            status: if addressed {
+                status.describe()
+            } else {
+                "NO ADDRESS".into()
+            },
+            up: addressed && status.usable(),
+            admin: match status.admin {
+                Admin::Ready => "ready",
+                Admin::Drain => "drain",
+                Admin::Maint => "maint",
+            },
+            weight: self.weights[b][s],
+            // A discovery slot's address is the shards' to know; the configured one
+            // otherwise.
+            address: (addressed && cfg.discovery.is_none()).then_some(cfg.address),
+            transitions: self.transitions[b][s],
+        }
+    }
+
+    fn process(&self) -> Process {
+        Process {
+            pid: std::process::id(),
+            uptime: self.started.elapsed(),
+            shards: self.shards,
+            interval: self.config.admin.stats_interval,
         }
     }
 
@@ -135,7 +272,13 @@ impl Control {
                     backend,
                     server,
                     status,
-                } => self.table[backend][server] = status,
+                } => {
+                    let old = self.table[backend][server];
+                    if old.up != status.up {
+                        self.transitions[backend][server] += 1;
+                    }
+                    self.table[backend][server] = status;
+                }
                 ControlMsg::Address {
                     backend,
                     server,
@@ -169,6 +312,10 @@ impl Control {
         let words: Vec<&str> = command.split_whitespace().collect();
         match words.as_slice() {
             ["help"] => out.push_str(HELP),
+            ["show", "info"] => out.push_str(&self.render(crate::stats::render::info)),
+            ["show", "stat"] => out.push_str(&self.render(crate::stats::render::csv)),
+            ["show", "table"] => out.push_str(&self.render(crate::stats::render::table)),
+            ["set", "weight", target, weight] => self.set_weight(target, weight, out),
             ["show", "servers", "state"] => self.show_servers(None, out),
             ["show", "servers", "state", backend] => self.show_servers(Some(backend), out),
             ["set", "server", target, "state", state] => match Admin::parse(state) {
@@ -232,6 +379,36 @@ impl Control {
         found
     }
 
+    /// `set weight B/S N` (0..=256) or `N%` of the configured weight, on every shard.
+    fn set_weight(&mut self, target: &str, weight: &str, out: &mut String) {
+        let Some((b, s)) = self.find(target, out) else {
+            return;
+        };
+        let configured = self.config.backends[b].servers[s].weight;
+        let parsed = match weight.strip_suffix('%') {
+            Some(p) => p
+                .parse::<u64>()
+                .ok()
+                .filter(|&p| p <= 100)
+                .map(|p| (u64::from(configured) * p / 100) as u32),
+            None => weight.parse::<u32>().ok().filter(|&w| w <= WEIGHT_MAX),
+        };
+        let Some(weight) = parsed else {
+            out.push_str(&format!(
+                "'set weight' expects a weight from 0 to {WEIGHT_MAX}, or a percentage of the configured weight (0% to 100%).\n"
+            ));
+            return;
+        };
+        for shard in &self.link.shards {
+            let _ = shard.send(ShardMsg::SetWeight {
+                backend: b,
+                server: s,
+                weight,
+            });
+        }
+        self.weights[b][s] = weight;
+    }
+
     fn set_admin(&mut self, target: &str, admin: Admin, out: &mut String) {
         let Some((b, s)) = self.find(target, out) else {
             return;
@@ -247,8 +424,15 @@ impl Control {
     }
 }
 
+/// Largest weight `set weight` accepts (HAProxy's).
+pub const WEIGHT_MAX: u32 = 256;
+
 const HELP: &str = "\
+show info                           process: version, uptime, shards, connections, rates
+show stat                           HAProxy's CSV: one row per frontend, server, backend
+show table                          the table `ringproxy stats` prints
 show servers state [BACKEND]        one line per server: backend/server STATE k/n
+set weight B/S N|N%                 weight 0..256, or a percentage of the configured one
 set server B/S state ready|drain|maint
 disable server B/S                  same as: set server B/S state maint
 enable server B/S                   same as: set server B/S state ready

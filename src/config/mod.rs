@@ -1240,8 +1240,14 @@ impl Ctx<'_> {
             default::STATS_INTERVAL,
         )?;
         if let Some(v) = file_admin.and_then(|a| a.stats_interval.as_ref()) {
-            if stats_interval < default::STATS_INTERVAL_MIN || stats_interval > default::STATS_INTERVAL_MAX {
-                return self.err(v.span(), "admin.stats_interval", "must be between 100ms and 1m");
+            if stats_interval < default::STATS_INTERVAL_MIN
+                || stats_interval > default::STATS_INTERVAL_MAX
+            {
+                return self.err(
+                    v.span(),
+                    "admin.stats_interval",
+                    "must be between 100ms and 1m",
+                );
             }
         }
         let admin = Admin {
@@ -1270,7 +1276,11 @@ impl Ctx<'_> {
         let access = match &file.access {
             None => None,
             Some(a) if a.get_ref().is_empty() => {
-                return self.err(a.span(), "log.access", "is empty: give \"stdout\" or a file path")
+                return self.err(
+                    a.span(),
+                    "log.access",
+                    "is empty: give \"stdout\" or a file path",
+                )
             }
             Some(a) if a.get_ref() == "stdout" => Some(LogSink::Stdout),
             Some(a) => Some(LogSink::File(PathBuf::from(a.get_ref()))),
@@ -1282,7 +1292,12 @@ impl Ctx<'_> {
             &[("haproxy", LogFormat::Haproxy), ("json", LogFormat::Json)],
             LogFormat::Haproxy,
         )?;
-        let ring = self.int_in(file.ring.as_ref(), "log.ring", (16, 1 << 20), default::LOG_RING as i64)?;
+        let ring = self.int_in(
+            file.ring.as_ref(),
+            "log.ring",
+            (16, 1 << 20),
+            default::LOG_RING as i64,
+        )?;
         Ok(Log {
             access,
             format,

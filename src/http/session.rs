@@ -45,6 +45,8 @@ use super::cookie;
 use super::head::{self, Body, Limits, Method, Parsed, Version};
 use super::rewrite::{self, Connection, Framing, RequestExtras, ResponseCookie};
 use crate::config::{Balance, CookieMode, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
+use crate::stats::log::{LogRecord, REQUEST_LINE_MAX};
+use crate::stats::{micros, Ender, Fe, Sv, Txn};
 use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, NoSlot, TriedSet};
@@ -124,6 +126,14 @@ struct Session {
     stopping: AbortHandle,
     /// The (backend, server) of the current exchange, watched by [`ServerWatch`].
     using: Rc<Cell<Option<(usize, usize)>>>,
+    /// When the connection was accepted (the start of its first request).
+    accepted: Instant,
+    /// The request in progress, as the statistics and the access log see it.
+    txn: Txn,
+    /// A byte of a request arrived and the request is not recorded yet.
+    txn_open: bool,
+    /// With the access log on: the record of the request in progress.
+    log: Option<Box<LogRecord>>,
 }
 
 /// Ends a session when the server of its current exchange has its sessions shut down
@@ -202,7 +212,17 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
     let abort = shard.abort.register();
     let using = Rc::new(Cell::new(None));
+    let accepted = Instant::now();
+    let log = shard.stats.logging().then(|| {
+        let mut r = Box::new(LogRecord::new(frontend));
+        r.client = stream.peer_addr().ok();
+        r
+    });
     let mut s = Session {
+        accepted,
+        txn: Txn::new(accepted),
+        txn_open: false,
+        log,
         using: Rc::clone(&using),
         stopping: shard.stopping_signal.register(),
         client: Conn::new(stream, shard.http_buffers.take(capacity)),
@@ -220,15 +240,21 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         shard: &shard,
         registered: None,
     };
+    let stopped_by = Cell::new(None);
     let end = futures_lite::future::or(
         s.run(),
         futures_lite::future::poll_fn(|cx| {
             if abort.poll_fired(cx) {
+                stopped_by.set(Some(Ender::Killed));
                 return std::task::Poll::Ready(End::Close);
             }
             if watch.poll_killed(using.get(), cx) {
                 let c = &shard.counters;
                 c.sessions_killed.set(c.sessions_killed.get() + 1);
+                if let Some((b, sv)) = using.get() {
+                    shard.stats.server(b, Some(sv)).add(Sv::Killed as usize, 1);
+                }
+                stopped_by.set(Some(Ender::Down));
                 return std::task::Poll::Ready(End::Close);
             }
             std::task::Poll::Pending
@@ -236,6 +262,8 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     )
     .await;
     drop(watch);
+    // A request still open ended without an answer: cut short by the client, or stopped.
+    s.finish(stopped_by.get().unwrap_or(Ender::Client));
     if end != End::Tunnel {
         s.close_client(end == End::Linger).await;
     }
@@ -258,6 +286,7 @@ impl Session {
             }
             let c = &self.shard.counters;
             c.http_requests.set(c.http_requests.get() + 1);
+            self.shard.stats.frontends[self.frontend].add(Fe::Requests as usize, 1);
             self.served += 1;
             match self.exchange().await {
                 Ok(true) => {}
@@ -284,8 +313,23 @@ impl Session {
         let mut deadline = (self.served == 0).then(|| Instant::now() + request_timeout);
         loop {
             if !self.client.data().is_empty() {
+                if !self.txn_open {
+                    // The first request of a connection starts at the accept (as HAProxy's
+                    // Tq), a later one at its first byte.
+                    let start = if self.served == 0 {
+                        self.accepted
+                    } else {
+                        Instant::now()
+                    };
+                    self.txn = Txn::new(start);
+                    self.txn_open = true;
+                }
                 match head::parse_request(self.client.data(), &limits, &mut self.req) {
-                    Ok(Parsed::Complete) => return Ok(()),
+                    Ok(Parsed::Complete) => {
+                        self.txn.tq = Some(micros(self.txn.start, Instant::now()));
+                        self.keep_request_line();
+                        return Ok(());
+                    }
                     Ok(Parsed::Partial) => {}
                     Err(refusal) => return Err(self.refuse(refusal.status, refusal.reason).await),
                 }
@@ -331,22 +375,116 @@ impl Session {
             // idle keep-alive connections and pre-connects).
             End::Close
         } else {
-            self.refuse(408, "the request head did not arrive in time")
-                .await
+            self.refuse_by(
+                Ender::ClientTimeout,
+                408,
+                "the request head did not arrive in time",
+            )
+            .await
         }
     }
 
     /// Answers with one of the proxy's own errors; the connection then closes.
     async fn refuse(&mut self, status: u16, detail: &str) -> End {
+        self.refuse_by(Ender::Proxy, status, detail).await
+    }
+
+    /// [`Session::refuse`], recording who ended the exchange (`ender`).
+    async fn refuse_by(&mut self, ender: Ender, status: u16, detail: &str) -> End {
         let c = &self.shard.counters;
         c.http_errors.set(c.http_errors.get() + 1);
+        if (400..500).contains(&status) {
+            self.shard.stats.frontends[self.frontend].add(Fe::RequestErrors as usize, 1);
+        }
         self.out.clear();
         // The method is this request's once its head parsed (a new parse clears `len`).
         let head_request = self.req.head.len > 0 && self.req.method == Method::Head;
         rewrite::error_response(&mut self.out, status, detail, head_request);
         let _ = self.client.stream.write_all(&self.out).await;
+        self.txn.status = status;
+        self.txn.bytes_out += self.out.len() as u64;
         self.out.clear();
+        self.finish(ender);
         End::Linger
+    }
+
+    /// With the access log on: keeps the request line of the head just parsed (the
+    /// client buffer moves on before the request is recorded).
+    fn keep_request_line(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        let buf = self.client.data();
+        let start = self.req.method_span.start as usize;
+        let from = self.req.target.end as usize;
+        let end = buf[from..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map_or(buf.len(), |i| from + i);
+        let line = &buf[start..end];
+        let n = line.len().min(REQUEST_LINE_MAX);
+        log.request_line[..n].copy_from_slice(&line[..n]);
+        log.request_line_len = n as u8;
+    }
+
+    /// Records the request in progress, if any: statistics, and the access log.
+    /// `ender`: who ended it (`Ender::Normal` for a complete exchange).
+    fn finish(&mut self, ender: Ender) {
+        if !self.txn_open {
+            return;
+        }
+        self.txn_open = false;
+        let now = Instant::now();
+        let shard = &*self.shard;
+        let stats = &shard.stats;
+        let txn = &self.txn;
+        let server = txn.backend.map(|b| stats.server(b, txn.server));
+        let aborted = match ender {
+            // A client that left before its request was whole aborted nothing.
+            Ender::Client if txn.phase != b'R' => Some((Fe::ClientAborts, Sv::ClientAborts)),
+            Ender::Server if txn.phase == b'D' => None,
+            _ => None,
+        };
+        if let Some((f, sv)) = aborted {
+            stats.frontends[self.frontend].add(f as usize, 1);
+            if let Some(s) = server {
+                s.add(sv as usize, 1);
+            }
+        }
+        if ender == Ender::Server && txn.phase == b'D' {
+            if let Some(s) = server {
+                s.add(Sv::ServerAborts as usize, 1);
+            }
+        }
+        let tt = stats.finish(self.frontend, txn, now);
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        let backend = txn.backend.map(|b| &shard.backends[b]);
+        let server_state = backend.zip(txn.server).map(|(b, s)| &b.servers[s]);
+        let clamp = |us: Option<u64>| us.map(|u| u.min(u64::from(u32::MAX)) as u32);
+        log.start_unix_us = stats.clock.unix_us(txn.start);
+        log.backend = txn.backend.map(|b| b as u16);
+        log.server = txn.server.map(|s| s as u16);
+        log.http = true;
+        log.tq = clamp(txn.tq);
+        log.tw = clamp(txn.tw);
+        log.tc = clamp(txn.tc);
+        log.tr = clamp(txn.tr);
+        log.tt = tt;
+        log.status = txn.status;
+        log.bytes_in = txn.bytes_in;
+        log.bytes_out = txn.bytes_out;
+        log.term = crate::stats::term(ender, txn.phase);
+        log.retries = txn.retries;
+        log.conns = [
+            shard.counters.active.get() as u32,
+            stats.frontends[self.frontend].get(Fe::CurrentSessions as usize) as u32,
+            backend.map_or(0, |b| b.servers.iter().map(|s| s.active()).sum()),
+            server_state.map_or(0, |s| s.active()),
+        ];
+        stats.log(**log);
+        log.request_line_len = 0;
     }
 
     /// The backend for the current request: the first matching route, else the
@@ -411,6 +549,7 @@ impl Session {
         let Some(backend) = self.route() else {
             return Err(self.refuse(503, "no backend serves this request").await);
         };
+        self.txn.backend = Some(backend);
         let be = &shard.config.backends[backend];
         let mode = KeepAlive::combine(fe.http.keep_alive, be.http.keep_alive);
         let pretend = fe.http.pretend_keep_alive || be.http.pretend_keep_alive;
@@ -497,11 +636,13 @@ impl Session {
             }
             self.out.clear();
             rewrite::request_head(&mut self.out, self.client.data(), &self.req, &extras);
+            self.txn.phase = b'H';
             let mut failure = if let Some(total) = held {
                 // Head and body leave together; the client buffer keeps them until the
                 // response comes, for a retry.
                 self.out
                     .extend_from_slice(&self.client.data()[head_len..total]);
+                self.txn.bytes_in = total as u64;
                 send(&mut self.out, &mut server.conn.stream).await.err()
             } else {
                 // A streamed body: the head goes alone first, so that a dead connection
@@ -510,14 +651,20 @@ impl Session {
                     Err(f) => Some(f),
                     Ok(()) => {
                         self.client.consume(head_len);
-                        self.send_body(client_version, expect, req_body, &mut body_sent)
+                        let body = self
+                            .send_body(client_version, expect, req_body, &mut body_sent)
                             .await?;
+                        self.txn.bytes_in = head_len as u64 + body;
                         None
                     }
                 }
             };
+            let sent_at = Instant::now();
             if failure.is_none() {
                 let response = self.read_response(method, client_version).await;
+                if response.is_ok() {
+                    self.txn.tr = Some(micros(sent_at, Instant::now()));
+                }
                 let state = &shard.backends[backend].servers[index];
                 match response {
                     Ok(()) => {
@@ -543,6 +690,12 @@ impl Session {
                 };
             }
             let Some(failure) = failure else { break };
+            let failed_on = shard.stats.server(backend, Some(index));
+            match failure {
+                Failure::Timeout => failed_on.add(Sv::ServerTimeouts as usize, 1),
+                Failure::Status => {}
+                _ => failed_on.add(Sv::ResponseErrors as usize, 1),
+            }
 
             // A replay is possible when nothing of the request reached the server, or
             // when it is idempotent and held whole.
@@ -569,17 +722,24 @@ impl Session {
                 pick.budget -= 1;
                 pick.tried
                     .insert(index, shard.backends[backend].servers.len());
+                failed_on.add(Sv::Redispatches as usize, 1);
             } else {
-                let (status, detail) = match failure {
-                    Failure::Send { .. } => (502, "the server connection failed"),
-                    Failure::Timeout => (504, "the server did not answer in time"),
-                    Failure::Empty => (502, "the server closed without answering"),
+                let (ender, status, detail) = match failure {
+                    Failure::Send { .. } => (Ender::Server, 502, "the server connection failed"),
+                    Failure::Timeout => (
+                        Ender::ServerTimeout,
+                        504,
+                        "the server did not answer in time",
+                    ),
+                    Failure::Empty => (Ender::Server, 502, "the server closed without answering"),
                     Failure::Invalid | Failure::Status => {
-                        (502, "the server sent an invalid response")
+                        (Ender::Proxy, 502, "the server sent an invalid response")
                     }
                 };
-                return Err(self.refuse(status, detail).await);
+                return Err(self.refuse_by(ender, status, detail).await);
             }
+            failed_on.add(Sv::Retries as usize, 1);
+            self.txn.retries = self.txn.retries.saturating_add(1);
             PoolCounters::add(&counters.retried);
             let c = &shard.counters;
             c.http_retries.set(c.http_retries.get() + 1);
@@ -591,12 +751,15 @@ impl Session {
 
         let server = self.server.as_mut().expect("a response came from it");
         let status = self.resp.status;
+        self.txn.phase = b'D';
         if status == 101 {
             if !upgrade {
                 self.drop_server(true);
                 return Err(self.refuse(502, "unexpected 101 response").await);
             }
+            self.txn.status = 101;
             self.tunnel(be).await;
+            self.finish(Ender::Normal);
             return Err(End::Tunnel);
         }
 
@@ -658,6 +821,8 @@ impl Session {
             sticky,
         );
         server.conn.consume(self.resp.head.len);
+        self.txn.status = status;
+        self.txn.bytes_out += self.out.len() as u64;
         let forwarded = body::forward(
             &mut server.conn,
             &mut self.client.stream,
@@ -667,12 +832,21 @@ impl Session {
             splice,
         )
         .await;
-        if forwarded.is_err() {
-            // Half a response was sent: nothing to answer, close both sides.
-            self.drop_server(true);
-            return Err(End::Close);
+        match forwarded {
+            Ok(n) => self.txn.bytes_out += n,
+            Err(e) => {
+                // Half a response was sent: nothing to answer, close both sides.
+                self.drop_server(true);
+                self.finish(match e {
+                    BodyError::Destination(_) => Ender::Client,
+                    BodyError::Source(_) | BodyError::Framing(_) => Ender::Server,
+                });
+                return Err(End::Close);
+            }
         }
+        self.txn.phase = b'L';
         self.release_server(server_keep);
+        self.finish(Ender::Normal);
         if !body_sent {
             // The client may still be sending the body the server did not want.
             return Err(End::Linger);
@@ -690,12 +864,12 @@ impl Session {
         expect: bool,
         req_body: Body,
         body_sent: &mut bool,
-    ) -> Result<(), End> {
+    ) -> Result<u64, End> {
         let timeout_client = self.frontend().timeout_client;
         let _ = self.client.stream.set_read_timeout(Some(timeout_client));
         if expect && !self.await_continue(client_version).await? {
             *body_sent = false;
-            return Ok(());
+            return Ok(0);
         }
         let server = self.server.as_mut().expect("held");
         let sent = body::forward(
@@ -708,10 +882,12 @@ impl Session {
         )
         .await;
         match sent {
-            Ok(_) => Ok(()),
+            Ok(n) => Ok(n),
             Err(BodyError::Destination(_)) => {
                 self.drop_server(true);
-                Err(self.refuse(502, "the server connection failed").await)
+                Err(self
+                    .refuse_by(Ender::Server, 502, "the server connection failed")
+                    .await)
             }
             Err(BodyError::Framing(reason)) => {
                 self.drop_server(true);
@@ -720,6 +896,7 @@ impl Session {
             Err(BodyError::Source(_)) => {
                 // The client went away or stalled mid-body.
                 self.drop_server(true);
+                self.finish(Ender::Client);
                 Err(End::Close)
             }
         }
@@ -861,6 +1038,9 @@ impl Session {
                 if let Some(slot) = state.acquire_server(s.server) {
                     s.slot = Some(slot);
                     self.using.set(Some((backend, s.server)));
+                    self.txn.server = Some(s.server);
+                    self.txn.tw.get_or_insert(0);
+                    self.txn.tc = Some(0);
                     return Ok(());
                 }
             }
@@ -872,6 +1052,8 @@ impl Session {
             reuse_for(be.http.reuse, self.served == 1, retryable)
         };
         loop {
+            self.txn.phase = b'Q';
+            let waiting = Instant::now();
             // The previous server of this client, when it has an idle connection.
             let last = match (want, self.last_server) {
                 (Some(_), Some((b, i))) if be.http.prefer_last_server && b == backend => {
@@ -890,16 +1072,25 @@ impl Session {
                     Ok(slot) => slot,
                     Err(no) => {
                         state.no_server.set(state.no_server.get() + 1);
-                        let detail = match no {
-                            NoSlot::NoServer => "no server is available",
-                            NoSlot::QueueFull => "every server is full and the queue too",
-                            NoSlot::QueueTimeout => "no server was free within timeout_queue",
+                        self.add_wait(waiting);
+                        let (ender, detail) = match no {
+                            NoSlot::NoServer => (Ender::Server, "no server is available"),
+                            NoSlot::QueueFull => {
+                                (Ender::Proxy, "every server is full and the queue too")
+                            }
+                            NoSlot::QueueTimeout => (
+                                Ender::ServerTimeout,
+                                "no server was free within timeout_queue",
+                            ),
                         };
-                        return Err(self.refuse(503, detail).await);
+                        return Err(self.refuse_by(ender, 503, detail).await);
                     }
                 },
             };
             let index = slot.index;
+            let connecting = self.add_wait(waiting);
+            self.txn.server = Some(index);
+            self.txn.phase = b'C';
             if let Some(want) = want {
                 if let Some(idle) = shard
                     .http_pools
@@ -913,11 +1104,13 @@ impl Session {
                         slot: Some(slot),
                     });
                     self.using.set(Some((backend, index)));
+                    self.txn.tc = Some(0);
                     return Ok(());
                 }
             }
             match crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await {
                 Some(stream) => {
+                    self.txn.tc = Some(micros(connecting, Instant::now()));
                     let _ = stream.set_nodelay(true);
                     if self.frontend().splice
                         && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(
@@ -942,13 +1135,27 @@ impl Session {
                     tried.insert(index, state.servers.len());
                     if be.http.retry_on.conn_failure && *budget > 0 {
                         *budget -= 1;
+                        let failed_on = shard.stats.server(backend, Some(index));
+                        failed_on.add(Sv::Retries as usize, 1);
+                        failed_on.add(Sv::Redispatches as usize, 1);
+                        self.txn.retries = self.txn.retries.saturating_add(1);
                         continue;
                     }
                     state.no_server.set(state.no_server.get() + 1);
-                    return Err(self.refuse(503, "no server is available").await);
+                    return Err(self
+                        .refuse_by(Ender::Server, 503, "no server is available")
+                        .await);
                 }
             }
         }
+    }
+
+    /// Adds the time since `since` to the request's queue time; returns now.
+    fn add_wait(&mut self, since: Instant) -> Instant {
+        let now = Instant::now();
+        let tw = self.txn.tw.unwrap_or(0) + micros(since, now);
+        self.txn.tw = Some(tw);
+        now
     }
 
     /// After a complete exchange: the server connection goes back to the shard's pool
@@ -1029,7 +1236,7 @@ impl Session {
         let shard = Rc::clone(&self.shard);
         let fe = &shard.config.frontends[self.frontend];
         let state = Rc::clone(&shard.backends[server.backend].servers[server.server]);
-        crate::l4::tunnel(
+        let (_, bytes) = crate::l4::tunnel(
             &shard,
             &mut self.client.stream,
             &mut server.conn.stream,
@@ -1038,6 +1245,8 @@ impl Session {
             be,
         )
         .await;
+        self.txn.bytes_in += bytes.client_to_server;
+        self.txn.bytes_out += bytes.server_to_client;
         shard.http_buffers.give(server.conn.into_buffer());
     }
 

@@ -13,16 +13,20 @@ pub mod relay;
 pub mod splice;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::time::Instant;
 
 use glommio::net::TcpStream;
 
 use crate::config::{Backend, Frontend, KeyKind, Observe};
+use crate::stats::log::LogRecord;
+use crate::stats::{micros, Ender, Fe, Sv, Txn};
 use crate::upstream::balance::hash_ip;
 use crate::upstream::{ActiveSlot, BackendState, ServerState, TriedSet};
 use crate::worker::Shard;
-use relay::{Forwarding, RelayEnd, RelayTimeouts};
+use relay::{Forwarding, RelayBytes, RelayEnd, RelayTimeouts, Side};
 
 /// Serves one accepted tcp-mode client to the end.
 pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
@@ -31,13 +35,19 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
     let Some(b) = fe.backend else { return };
     let be = &shard.config.backends[b];
     let backend = &shard.backends[b];
+    let mut txn = Txn::new(Instant::now());
+    txn.backend = Some(b);
+    let peer = (shard.stats.logging() || matches!(be.balance.needs_key(), Some(KeyKind::Source)))
+        .then(|| client.peer_addr().ok())
+        .flatten();
     // Only `balance = "source"` needs the client's address: no getpeername otherwise.
     let key = match be.balance.needs_key() {
-        Some(KeyKind::Source) => client.peer_addr().ok().map(|a| hash_ip(a.ip())),
+        Some(KeyKind::Source) => peer.map(|a| hash_ip(a.ip())),
         _ => None,
     };
-    let Some((mut server, slot)) = connect(&shard, backend, be, key).await else {
+    let Some((mut server, slot)) = connect(&shard, backend, be, key, &mut txn).await else {
         backend.no_server.set(backend.no_server.get() + 1);
+        record(&shard, frontend, &txn, Ender::Server, peer);
         return;
     };
     let forwarding = if fe.splice {
@@ -50,14 +60,73 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
             .counters
             .relay_errors
             .set(shard.counters.relay_errors.get() + 1);
+        record(&shard, frontend, &txn, Ender::Proxy, peer);
         return;
     }
-    tunnel(&shard, &mut client, &mut server, &slot.server, fe, be).await;
+    txn.phase = b'D';
+    let (ender, bytes) = tunnel(&shard, &mut client, &mut server, &slot.server, fe, be).await;
+    txn.bytes_in = bytes.client_to_server;
+    txn.bytes_out = bytes.server_to_client;
+    drop(slot);
+    record(&shard, frontend, &txn, ender, peer);
+}
+
+/// Records a finished tcp session: statistics, and the access log when it is on.
+fn record(shard: &Shard, frontend: usize, txn: &Txn, ender: Ender, peer: Option<SocketAddr>) {
+    let stats = &shard.stats;
+    let server = txn.backend.map(|b| stats.server(b, txn.server));
+    match ender {
+        Ender::Client if txn.phase == b'D' => {
+            stats.frontends[frontend].add(Fe::ClientAborts as usize, 1);
+            if let Some(s) = server {
+                s.add(Sv::ClientAborts as usize, 1);
+            }
+        }
+        Ender::Server if txn.phase == b'D' => {
+            if let Some(s) = server {
+                s.add(Sv::ServerAborts as usize, 1);
+            }
+        }
+        Ender::Down => {
+            if let Some(s) = server {
+                s.add(Sv::Killed as usize, 1);
+            }
+        }
+        _ => {}
+    }
+    let tt = stats.finish(frontend, txn, Instant::now());
+    if !stats.logging() {
+        return;
+    }
+    let mut log = LogRecord::new(frontend);
+    let clamp = |us: Option<u64>| us.map(|u| u.min(u64::from(u32::MAX)) as u32);
+    log.client = peer;
+    log.start_unix_us = stats.clock.unix_us(txn.start);
+    log.backend = txn.backend.map(|b| b as u16);
+    log.server = txn.server.map(|s| s as u16);
+    log.tw = clamp(txn.tw);
+    log.tc = clamp(txn.tc);
+    log.tt = tt;
+    log.bytes_in = txn.bytes_in;
+    log.bytes_out = txn.bytes_out;
+    log.term = crate::stats::term(ender, txn.phase);
+    log.retries = txn.retries;
+    let backend = txn.backend.map(|b| &shard.backends[b]);
+    log.conns = [
+        shard.counters.active.get() as u32,
+        stats.frontends[frontend].get(Fe::CurrentSessions as usize) as u32,
+        backend.map_or(0, |b| b.servers.iter().map(|s| s.active()).sum()),
+        backend
+            .zip(txn.server)
+            .map_or(0, |(b, s)| b.servers[s].active()),
+    ];
+    stats.log(log);
 }
 
 /// Relays a prepared client/server pair until the tunnel ends (tcp mode, and http after
 /// `101 Switching Protocols`), under the frontend's and backend's tunnel timeouts, the
-/// shard's abort signal and the server's kill signal, and counts the outcome.
+/// shard's abort signal and the server's kill signal, and counts the outcome. Returns
+/// who ended it and the bytes moved.
 pub async fn tunnel(
     shard: &Shard,
     client: &mut TcpStream,
@@ -65,7 +134,7 @@ pub async fn tunnel(
     server_state: &ServerState,
     fe: &Frontend,
     be: &Backend,
-) {
+) -> (Ender, RelayBytes) {
     let forwarding = if fe.splice {
         Forwarding::Splice
     } else {
@@ -91,32 +160,69 @@ pub async fn tunnel(
     let c = &shard.counters;
     c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
     c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
-    match end {
-        RelayEnd::Closed => {}
-        RelayEnd::Timeout { .. } => c.relay_timeouts.set(c.relay_timeouts.get() + 1),
-        RelayEnd::Error { .. } => c.relay_errors.set(c.relay_errors.get() + 1),
-        RelayEnd::Aborted => c.relay_aborted.set(c.relay_aborted.get() + 1),
-        RelayEnd::Killed => c.sessions_killed.set(c.sessions_killed.get() + 1),
-    }
+    let ender = match end {
+        RelayEnd::Closed => Ender::Normal,
+        RelayEnd::Timeout { half_closed } => {
+            c.relay_timeouts.set(c.relay_timeouts.get() + 1);
+            // A half-closed tunnel waits for the other side; an idle one for both.
+            match half_closed {
+                Some(Side::Client) => Ender::ServerTimeout,
+                _ => Ender::ClientTimeout,
+            }
+        }
+        RelayEnd::Error { side, .. } => {
+            c.relay_errors.set(c.relay_errors.get() + 1);
+            match side {
+                Side::Client => Ender::Client,
+                Side::Server => Ender::Server,
+            }
+        }
+        RelayEnd::Aborted => {
+            c.relay_aborted.set(c.relay_aborted.get() + 1);
+            Ender::Killed
+        }
+        RelayEnd::Killed => {
+            c.sessions_killed.set(c.sessions_killed.get() + 1);
+            Ender::Down
+        }
+    };
+    (ender, bytes)
 }
 
 /// Connects to a server of `backend`: the first attempt plus up to `retries` more, each on
 /// a server not yet tried while one remains.
+/// The times, server and retries go into `txn`.
 pub async fn connect(
     shard: &Shard,
     backend: &BackendState,
     be: &Backend,
     key: Option<u64>,
+    txn: &mut Txn,
 ) -> Option<(TcpStream, ActiveSlot)> {
     let mut tried = TriedSet::default();
-    for _attempt in 0..=be.retries {
-        let slot = backend
-            .acquire_waiting(&tried, key, be.timeout_queue)
-            .await
-            .ok()?;
+    for attempt in 0..=be.retries {
+        txn.phase = b'Q';
+        let waiting = Instant::now();
+        let slot = backend.acquire_waiting(&tried, key, be.timeout_queue).await;
+        let connecting = Instant::now();
+        txn.tw = Some(txn.tw.unwrap_or(0) + micros(waiting, connecting));
+        let slot = slot.ok()?;
+        txn.server = Some(slot.index);
+        txn.phase = b'C';
         match connect_to(shard, &slot.server, be.timeout_connect).await {
-            Some(stream) => return Some((stream, slot)),
-            None => tried.insert(slot.index, backend.servers.len()),
+            Some(stream) => {
+                txn.tc = Some(micros(connecting, Instant::now()));
+                return Some((stream, slot));
+            }
+            None => {
+                tried.insert(slot.index, backend.servers.len());
+                if attempt < be.retries {
+                    let failed_on = shard.stats.server(txn.backend?, Some(slot.index));
+                    failed_on.add(Sv::Retries as usize, 1);
+                    failed_on.add(Sv::Redispatches as usize, 1);
+                    txn.retries = txn.retries.saturating_add(1);
+                }
+            }
         }
     }
     None

@@ -60,14 +60,35 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr} for the statistics: {source}{hint} (admin.listen)")]
+    AdminListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("cannot open the access log {path}: {source} (log.access: choose a writable path, or \"stdout\")")]
+    AccessLog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
+
+/// Statistics snapshots a shard may have waiting for the control thread (a few seconds'
+/// worth: beyond, the control thread is stalled and snapshots are dropped).
+pub const SNAPSHOT_RING: usize = 8;
 
 /// A started proxy.
 pub struct Running {
     stop: Arc<StopFlag>,
     threads: Vec<JoinHandle<()>>,
-    /// The control thread (runtime API), when `[admin] socket` is set.
+    /// The control thread (runtime API, statistics), when `[admin] socket` or
+    /// `[admin] listen` is set.
     control: Option<JoinHandle<()>>,
+    /// The access log's thread, stopped only once every shard has finished (so that it
+    /// writes their last records).
+    logger: Option<(JoinHandle<()>, Arc<StopFlag>)>,
+    /// The statistics listener's address, when `[admin] listen` is set.
+    admin_addr: Option<SocketAddr>,
     /// The DNS discovery thread, when a server has `resolve`.
     discovery: Option<JoinHandle<()>>,
     /// Per frontend (config order): the addresses actually bound.
@@ -79,6 +100,11 @@ impl Running {
     /// Addresses bound for the frontend at `index` (port 0 in the config is resolved here).
     pub fn frontend_addrs(&self, index: usize) -> &[SocketAddr] {
         &self.bound[index]
+    }
+
+    /// The address of the statistics listener (`[admin] listen`), as bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Number of shards running.
@@ -98,6 +124,10 @@ impl Running {
         }
         self.stop.request();
         for t in [self.control, self.discovery].into_iter().flatten() {
+            let _ = t.join();
+        }
+        if let Some((t, stop)) = self.logger {
+            stop.request();
             let _ = t.join();
         }
     }
@@ -175,14 +205,59 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         )),
         None => None,
     };
-    let (meshes, control_link, outlets) = worker::mesh::build(shards, admin.is_some());
-
+    let http = match config.admin.listen {
+        Some(addr) => {
+            Some(
+                crate::admin::bind_http(addr).map_err(|source| StartError::AdminListen {
+                    addr,
+                    hint: bind_hint(&source),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let admin_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+    let control = admin.is_some() || http.is_some();
+    let (meshes, control_link, outlets) = worker::mesh::build(shards, control);
+    let (mut publishers, snapshots): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| {
+            let (p, c) = crate::stats::ring::ring(SNAPSHOT_RING);
+            (Some(p), c)
+        })
+        .unzip();
+    if !control {
+        publishers.iter_mut().for_each(|p| *p = None);
+    }
     let config = Arc::new(config);
+    let mut log_producers: Vec<Option<_>> = (0..shards).map(|_| None).collect();
+    let logger = match &config.log.access {
+        Some(sink) => {
+            let (producers, consumers): (Vec<_>, Vec<_>) = (0..shards)
+                .map(|_| crate::stats::ring::ring(config.log.ring))
+                .unzip();
+            log_producers = producers.into_iter().map(Some).collect();
+            let log_stop = Arc::new(StopFlag::default());
+            let handle =
+                crate::stats::log::start(Arc::clone(&config), consumers, Arc::clone(&log_stop))
+                    .map_err(|source| StartError::AccessLog {
+                        path: match sink {
+                            crate::config::LogSink::Stdout => "stdout".into(),
+                            crate::config::LogSink::File(p) => p.clone(),
+                        },
+                        source,
+                    })?;
+            Some((handle, log_stop))
+        }
+        None => None,
+    };
+
     let stop = Arc::new(StopFlag::default());
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, StartError>>();
     let mut threads = Vec::with_capacity(shards);
-    let plan = placement.into_iter().zip(per_shard).zip(meshes);
-    for (id, ((cpu, listeners), mesh)) in plan.enumerate() {
+    let links = publishers.into_iter().zip(log_producers);
+    let plan = placement.into_iter().zip(per_shard).zip(meshes).zip(links);
+    for (id, (((cpu, listeners), mesh), (publisher, log))) in plan.enumerate() {
         let config = Arc::clone(&config);
         let shard_stop = Arc::clone(&stop);
         let ready = ready_tx.clone();
@@ -209,7 +284,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                 let _ = ready.send(Ok(id));
                 drop(ready);
                 executor.run(async move {
-                    let shard = Rc::new(Shard::new(id, shards, config, mesh));
+                    let stats = crate::stats::ShardStats::new(&config, publisher, log);
+                    let shard = Rc::new(Shard::new(id, shards, config, mesh, stats));
                     worker::run(shard, listeners, shard_stop).await;
                 });
             });
@@ -232,6 +308,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         stop,
         threads,
         control: None,
+        logger,
+        admin_addr,
         discovery: None,
         bound,
         shards,
@@ -268,19 +346,27 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             });
         }
     }
-    if let (Some((listener, path)), Some(link)) = (admin, control_link) {
+    if let Some(link) = control_link {
+        let path = admin.as_ref().map(|(_, p)| p.clone());
+        let listeners = crate::admin::Listeners {
+            socket: admin,
+            http,
+        };
         let started = crate::admin::start(
-            listener,
-            path.clone(),
+            listeners,
             Arc::clone(&config),
             link,
+            snapshots,
+            shards,
             Arc::clone(&running.stop),
         );
         match started {
             Ok(handle) => running.control = Some(handle),
             Err(source) => {
                 running.shutdown();
-                let _ = std::fs::remove_file(&path);
+                if let Some(path) = path {
+                    let _ = std::fs::remove_file(&path);
+                }
                 return Err(StartError::Thread {
                     name: "control",
                     source,

@@ -215,7 +215,10 @@ mod tests {
         let mut last = None;
         let mut received = 0u64;
         let mut check = |v: u64| {
-            assert!(last.is_none_or(|l| v > l), "out of order: {v} after {last:?}");
+            assert!(
+                last.is_none_or(|l| v > l),
+                "out of order: {v} after {last:?}"
+            );
             last = Some(v);
             received += 1;
         };

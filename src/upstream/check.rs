@@ -261,6 +261,11 @@ pub fn on_message(shard: &Shard, msg: ShardMsg) {
             let name = &shard.backends[backend].servers[server].name;
             kill(shard, backend, server, &format!("{name}: by the operator"));
         }
+        ShardMsg::SetWeight {
+            backend,
+            server,
+            weight,
+        } => shard.backends[backend].set_weight(server, weight),
     }
 }
 

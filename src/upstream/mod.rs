@@ -50,11 +50,14 @@ pub struct ServerState {
     address: Cell<SocketAddr>,
     /// False for a discovery slot the name gives no address now (out of service).
     has_address: Cell<bool>,
-    pub weight: u32,
+    /// Its weight now (the configured one, or the operator's `set weight`).
+    pub weight: Cell<u32>,
     /// This shard's share of `maxconn`; `None` is unlimited.
     pub limit: Option<u32>,
     /// Sessions this shard has open to the server.
     active: Cell<u32>,
+    /// The most sessions this shard has had open to it at once.
+    pub max_active: Cell<u32>,
     /// Connection attempts that failed (refused, timed out, unreachable).
     pub connect_failures: Cell<u64>,
     /// Connections established with this server (tcp mode: one per session).
@@ -117,15 +120,15 @@ impl ServerState {
             return (0, self.limit);
         }
         let Some(since) = self.ramp_since.get() else {
-            return (self.weight, self.limit);
+            return (self.weight.get(), self.limit);
         };
         let now = Instant::now();
         if now.saturating_duration_since(since) >= self.slowstart {
             self.ramp_since.set(None);
-            return (self.weight, self.limit);
+            return (self.weight.get(), self.limit);
         }
         let ramp = |full| health::ramp(full, since, now, self.slowstart);
-        (ramp(self.weight), self.limit.map(ramp))
+        (ramp(self.weight.get()), self.limit.map(ramp))
     }
 
     /// Records one outcome of live traffic for passive checks (`observe`); returns true
@@ -218,9 +221,10 @@ impl BackendState {
                     name: s.name.clone(),
                     address: Cell::new(s.address),
                     has_address: Cell::new(s.has_address),
-                    weight: s.weight,
+                    weight: Cell::new(s.weight),
                     limit: s.maxconn.map(|m| shard_share(m.get(), shard, shards)),
                     active: Cell::new(0),
+                    max_active: Cell::new(0),
                     connect_failures: Cell::new(0),
                     sessions: Cell::new(0),
                     pool: Default::default(),
@@ -261,7 +265,7 @@ impl BackendState {
         let n = self
             .servers
             .iter()
-            .filter(|s| !s.backup && s.usable() && s.weight > 0)
+            .filter(|s| !s.backup && s.usable() && s.weight.get() > 0)
             .count();
         self.usable_primaries.set(n);
     }
@@ -280,6 +284,14 @@ impl BackendState {
         old
     }
 
+    /// Sets a server's weight (runtime API `set weight`); 0 takes it out of balancing
+    /// without touching its sessions.
+    pub fn set_weight(&self, index: usize, weight: u32) {
+        self.servers[index].weight.set(weight);
+        self.count_usable();
+        self.queue.wake_head();
+    }
+
     /// Whether a session that found no room could get a slot by waiting: some usable
     /// server it has not tried has a `maxconn` (and so will free a slot).
     fn could_free(&self, tried: &TriedSet) -> bool {
@@ -287,7 +299,7 @@ impl BackendState {
         self.servers.iter().enumerate().any(|(i, s)| {
             s.backup == backups
                 && s.usable()
-                && s.weight > 0
+                && s.weight.get() > 0
                 && s.limit.is_some()
                 && !tried.contains(i)
         })
@@ -368,7 +380,7 @@ impl BackendState {
     pub fn acquire_server(&self, index: usize) -> Option<ActiveSlot> {
         let server = self.servers.get(index)?;
         let full = server.limit.is_some_and(|l| server.active.get() >= l);
-        if full || server.weight == 0 || !server.serves_persistent() {
+        if full || server.weight.get() == 0 || !server.serves_persistent() {
             return None;
         }
         Some(ActiveSlot::take(index, server))
@@ -431,7 +443,11 @@ pub struct ActiveSlot {
 
 impl ActiveSlot {
     fn take(index: usize, server: &Rc<ServerState>) -> ActiveSlot {
-        server.active.set(server.active.get() + 1);
+        let active = server.active.get() + 1;
+        server.active.set(active);
+        if active > server.max_active.get() {
+            server.max_active.set(active);
+        }
         ActiveSlot {
             index,
             server: Rc::clone(server),

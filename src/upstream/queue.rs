@@ -23,6 +23,8 @@ pub struct Queue {
     pub timeouts: Cell<u64>,
     /// Sessions refused because `maxqueue` were waiting.
     pub full: Cell<u64>,
+    /// The longest the queue has been.
+    pub max_len: Cell<usize>,
 }
 
 #[derive(Debug)]
@@ -48,6 +50,7 @@ impl Queue {
             .borrow_mut()
             .push_back(Waiter { id, waker: None });
         self.queued.set(self.queued.get() + 1);
+        self.max_len.set(self.max_len.get().max(self.len()));
         id
     }
 

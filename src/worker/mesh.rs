@@ -38,6 +38,12 @@ pub enum ShardMsg {
     Errors { backend: usize, server: usize },
     /// To every shard: close the sessions using this server now.
     ShutdownSessions { backend: usize, server: usize },
+    /// To every shard: the operator set the server's weight.
+    SetWeight {
+        backend: usize,
+        server: usize,
+        weight: u32,
+    },
     /// From the discovery thread: a discovery slot's address (`None`: it has none).
     Address {
         backend: usize,

@@ -29,6 +29,7 @@ pub mod abort;
 pub mod mesh;
 
 use crate::config::{Config, Mode, Observe};
+use crate::stats::Fe;
 use crate::upstream::{shard_backends, BackendState};
 use abort::AbortSignal;
 
@@ -102,10 +103,18 @@ pub struct Shard {
     pub stopping: Cell<bool>,
     /// Channels to the other shards and the control thread.
     pub mesh: mesh::Mesh,
+    /// Counters and latency histograms, published to the control thread on the tick.
+    pub stats: crate::stats::ShardStats,
 }
 
 impl Shard {
-    pub fn new(id: usize, shards: usize, config: Arc<Config>, mesh: mesh::Mesh) -> Shard {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        config: Arc<Config>,
+        mesh: mesh::Mesh,
+        stats: crate::stats::ShardStats,
+    ) -> Shard {
         let backends = shard_backends(&config, id, shards);
         let http_pools = crate::http::pool::Pools::new(&config);
         Shard {
@@ -120,6 +129,7 @@ impl Shard {
             stopping_signal: Default::default(),
             stopping: Cell::new(false),
             mesh,
+            stats,
         }
     }
 
@@ -168,10 +178,16 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
         .any()
         .then(|| glommio::spawn_local(crate::http::pool::watch(Rc::clone(&shard))));
     let checkers = crate::upstream::check::start(&shard);
+    let interval = shard.config.admin.stats_interval;
+    let mut published = Instant::now();
     while !stop.is_requested() {
         glommio::timer::sleep(STOP_POLL_INTERVAL).await;
         while let Some(msg) = shard.mesh.try_recv() {
             crate::upstream::check::on_message(&shard, msg);
+        }
+        if published.elapsed() >= interval {
+            published = Instant::now();
+            shard.stats.publish(shard.id, &shard.backends);
         }
     }
 
@@ -264,10 +280,14 @@ fn spawn_session(shard: &Rc<Shard>, frontend: usize, stream: glommio::net::TcpSt
         let c = &shard.counters;
         c.accepted.set(c.accepted.get() + 1);
         c.active.set(c.active.get() + 1);
+        let fe = &shard.stats.frontends[frontend];
+        fe.add(Fe::Sessions as usize, 1);
+        fe.open(Fe::CurrentSessions as usize);
         match shard.config.frontends[frontend].mode {
             Mode::Tcp => crate::l4::serve(Rc::clone(&shard), frontend, stream).await,
             Mode::Http => crate::http::serve(Rc::clone(&shard), frontend, stream).await,
         }
+        shard.stats.frontends[frontend].close(Fe::CurrentSessions as usize);
         shard.counters.active.set(shard.counters.active.get() - 1);
     })
     .detach();
