@@ -1,0 +1,514 @@
+//! Statistics end to end: real clients through the proxy (two shards), real origins, and
+//! the statistics read back the way an operator reads them: `GET /metrics` (checked by
+//! Prometheus' own Python parser), `GET /stats.json`, the runtime API (`show info`,
+//! `show stat`, `set weight`, `disable server`) and `ringproxy stats`.
+//!
+//! Shards publish every `stats_interval` (100 ms here) and the control thread sums them,
+//! so a test waits until the totals reach what it sent (bounded), never for a fixed time.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::http::*;
+use common::*;
+use ringproxy::runtime::Running;
+
+/// Bound of any wait for the statistics to catch up (many ticks).
+const STATS_WAIT: Duration = Duration::from_secs(10);
+
+/// A unique admin socket path for this test.
+fn socket_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("ringproxy-stats-{tag}-{}.sock", std::process::id()))
+}
+
+/// An http proxy on two shards with the statistics listener and the admin socket.
+struct Proxy {
+    running: Option<Running>,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    socket: PathBuf,
+}
+
+impl Proxy {
+    fn start(tag: &str, backend: &str, servers: &[SocketAddr]) -> Proxy {
+        let socket = socket_path(tag);
+        let top = format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"{}\"\nstats_interval = \"100ms\"\n",
+            socket.display()
+        );
+        let (running, addr) = http_proxy_with(2, &top, backend, &servers_toml(servers));
+        let admin = running.admin_addr().expect("admin.listen is bound");
+        Proxy {
+            running: Some(running),
+            addr,
+            admin,
+            socket,
+        }
+    }
+
+    /// `GET path` on the statistics listener: (status, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut s = connect(self.admin);
+        write!(s, "GET {path} HTTP/1.1\r\nHost: stats\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8(all).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .expect("Content-Length")
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), length, "{head}");
+        (status, body.to_string())
+    }
+
+    fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200);
+        Metrics::parse(&body)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (status, body) = self.get("/stats.json");
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("invalid JSON ({e}): {body}"))
+    }
+
+    fn admin(&self, command: &str) -> String {
+        ringproxy::admin::request(&self.socket, command)
+            .unwrap_or_else(|e| panic!("admin {command:?}: {e}"))
+    }
+
+    /// Waits until `/metrics` has `series` at `value`; the metrics then.
+    fn metrics_when(&self, series: &str, value: f64) -> Metrics {
+        let mut last = None;
+        let reached = eventually(STATS_WAIT, || {
+            let m = self.metrics();
+            let ok = m.get(series) == Some(value);
+            last = Some(m);
+            ok
+        });
+        let m = last.expect("scraped");
+        assert!(reached, "{series} is {:?}, expected {value}", m.get(series));
+        m
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+    }
+}
+
+/// Samples of a Prometheus text exposition: `name{labels}` → value.
+struct Metrics(HashMap<String, f64>);
+
+impl Metrics {
+    fn parse(text: &str) -> Metrics {
+        let mut m = HashMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("series value");
+            m.insert(series.to_string(), value.parse().expect("a number"));
+        }
+        Metrics(m)
+    }
+
+    fn get(&self, series: &str) -> Option<f64> {
+        self.0.get(series).copied()
+    }
+
+    fn must(&self, series: &str) -> f64 {
+        self.get(series)
+            .unwrap_or_else(|| panic!("no series {series}"))
+    }
+}
+
+/// An origin answering by path: `/missing` 404, `/fail` 503, anything else 200.
+fn status_origin() -> Recorder {
+    http_origin(|req, _| {
+        let path = req.start_line().split(' ').nth(1).unwrap_or("").to_string();
+        match path.as_str() {
+            "/missing" => b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope".to_vec(),
+            "/fail" => b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy".to_vec(),
+            _ => ok("yes"),
+        }
+    })
+}
+
+/// `conns` client connections, each sending `per_conn` requests cycling through `paths`.
+/// Each request is recorded when its response has been sent: wait for the totals on
+/// `ringproxy_frontend_total_seconds_count`, not on `requests_total` (counted as the
+/// request arrives).
+fn traffic(addr: SocketAddr, conns: usize, per_conn: usize, paths: &[&str]) {
+    for c in 0..conns {
+        let mut client = Client::new(addr);
+        for r in 0..per_conn {
+            let path = paths[(c * per_conn + r) % paths.len()];
+            let resp = client.exchange(get(path));
+            assert!(resp.status() >= 200, "{:?}", resp.head);
+        }
+    }
+}
+
+const DONE: &str = "ringproxy_frontend_total_seconds_count{frontend=\"f\"}";
+
+#[test]
+fn counts_are_exact_across_shards_by_status_class_and_server() {
+    let (o0, o1) = (status_origin(), status_origin());
+    let p = Proxy::start("counts", "", &[o0.addr, o1.addr]);
+    let (conns, per_conn) = (24, 10);
+    let paths = ["/a", "/b", "/missing", "/c", "/fail"];
+    traffic(p.addr, conns, per_conn, &paths);
+    let n = (conns * per_conn) as f64;
+
+    let m = p.metrics_when(DONE, n);
+    assert_eq!(
+        m.must("ringproxy_frontend_sessions_total{frontend=\"f\"}"),
+        conns as f64
+    );
+    let class = |entity: &str, code: &str| {
+        m.must(&format!(
+            "ringproxy_{entity}_http_responses_total{{{},code=\"{code}\"}}",
+            if entity == "frontend" {
+                "frontend=\"f\""
+            } else {
+                "backend=\"b\""
+            }
+        ))
+    };
+    for entity in ["frontend", "backend"] {
+        assert_eq!(class(entity, "2xx"), n * 3.0 / 5.0, "{entity}");
+        assert_eq!(class(entity, "4xx"), n / 5.0, "{entity}");
+        assert_eq!(class(entity, "5xx"), n / 5.0, "{entity}");
+        assert_eq!(
+            class(entity, "1xx") + class(entity, "3xx") + class(entity, "other"),
+            0.0
+        );
+    }
+    // Per server: what each origin really received.
+    let s0 = m.must("ringproxy_server_requests_total{backend=\"b\",server=\"s0\"}");
+    let s1 = m.must("ringproxy_server_requests_total{backend=\"b\",server=\"s1\"}");
+    assert_eq!(s0 + s1, n);
+    assert!(
+        eventually(STATS_WAIT, || {
+            let got = |o: &Recorder| requests_in(&o.received_all()).len() as f64;
+            got(&o0) == s0 && got(&o1) == s1
+        }),
+        "origins saw other counts than {s0}/{s1}"
+    );
+    assert!(s0 > 0.0 && s1 > 0.0, "both servers took traffic: {s0}/{s1}");
+    assert_eq!(m.must("ringproxy_backend_requests_total{backend=\"b\"}"), n);
+    // Bytes: every response carried a 3- or 4-byte body plus its head.
+    let out = m.must("ringproxy_frontend_bytes_out_total{frontend=\"f\"}");
+    assert!(out > n * 30.0, "{out}");
+    let input = m.must("ringproxy_frontend_bytes_in_total{frontend=\"f\"}");
+    assert!(input >= n * get("/a").len() as f64, "{input}");
+    // Timers: one sample per request.
+    assert_eq!(
+        m.must("ringproxy_frontend_total_seconds_count{frontend=\"f\"}"),
+        n
+    );
+    assert_eq!(
+        m.must("ringproxy_backend_response_seconds_count{backend=\"b\"}"),
+        n
+    );
+    assert_eq!(m.must("ringproxy_stats_dropped_total"), 0.0);
+
+    // JSON: the same numbers.
+    let j = p.json();
+    assert_eq!(j["info"]["shards"], 2);
+    assert_eq!(j["info"]["total_requests"].as_f64(), Some(n));
+    let fe = &j["frontends"][0];
+    assert_eq!(fe["name"], "f");
+    assert_eq!(fe["counters"]["requests_total"].as_f64(), Some(n));
+    assert_eq!(
+        fe["counters"]["responses_4xx_total"].as_f64(),
+        Some(n / 5.0)
+    );
+    let b = &j["backends"][0];
+    assert_eq!(
+        b["servers"][0]["counters"]["requests_total"].as_f64(),
+        Some(s0)
+    );
+    assert_eq!(b["servers"][1]["status"], "UP");
+    assert_eq!(b["timers"]["total"]["count"].as_f64(), Some(n));
+}
+
+#[test]
+fn the_prometheus_output_is_accepted_by_prometheus_own_parser() {
+    let o = status_origin();
+    let p = Proxy::start("parser", "", &[o.addr]);
+    traffic(p.addr, 2, 5, &["/a", "/missing"]);
+    p.metrics_when(DONE, 10.0);
+    let (_, text) = p.get("/metrics");
+    let file = std::env::temp_dir().join(format!("ringproxy-metrics-{}.txt", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    // Every family parses; summaries carry their quantiles, _sum and _count.
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = list(text_string_to_metric_families(open(sys.argv[1]).read()))
+names = {f.name: f for f in families}
+assert len(families) > 40, len(families)
+s = names["ringproxy_server_response_seconds"]
+assert s.type == "summary", s.type
+quantiles = {x.labels.get("quantile") for x in s.samples if x.name == s.name}
+assert quantiles == {"0.5", "0.9", "0.99", "0.999"}, quantiles
+c = names["ringproxy_frontend_http_responses"]
+assert c.type == "counter", c.type
+codes = {x.labels["code"]: x.value for x in c.samples if x.name.endswith("_total")}
+assert codes["2xx"] == 5 and codes["4xx"] == 5, codes
+print("ok", len(families))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the output (is prometheus-client installed? pip install prometheus-client):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn percentiles_show_an_injected_server_delay() {
+    const DELAY: Duration = Duration::from_millis(20);
+    let slow = http_origin(|_, _| {
+        std::thread::sleep(DELAY);
+        ok("slow")
+    });
+    let p = Proxy::start("delay", "", &[slow.addr]);
+    traffic(p.addr, 1, 20, &["/"]);
+    p.metrics_when(DONE, 20.0);
+    let j = p.json();
+    let server = &j["backends"][0]["servers"][0]["timers"];
+    let ms = |phase: &str, q: &str| server[phase][q].as_f64().unwrap();
+    // The histograms keep 2 significant digits (1 %); the sleep is at least DELAY.
+    let p50 = ms("response", "p50");
+    assert!((19.8..=25.0).contains(&p50), "server response p50 {p50} ms");
+    assert!(
+        ms("total", "p50") >= p50 * 0.99,
+        "total covers the response"
+    );
+    assert!(ms("connect", "p99") < 20.0, "connect is not the delay");
+    assert!(ms("queue", "p99") < 20.0, "nothing queued");
+    assert_eq!(server["response"]["count"], 20);
+}
+
+#[test]
+fn runtime_commands_change_every_shard() {
+    let (o0, o1) = (status_origin(), status_origin());
+    let p = Proxy::start("runtime", "", &[o0.addr, o1.addr]);
+    let seen = |o: &Recorder| requests_in(&o.received_all()).len();
+
+    // Disabled: no request reaches s1, whichever shard takes the connection.
+    assert_eq!(p.admin("disable server b/s1"), "");
+    let before = seen(&o1);
+    let mut stopped = false;
+    for _ in 0..100 {
+        // Each round uses fresh connections (spread over both shards).
+        let mark = seen(&o1);
+        traffic(p.addr, 8, 2, &["/x"]);
+        if seen(&o1) == mark {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        stopped,
+        "s1 still got requests after disable ({} → {})",
+        before,
+        seen(&o1)
+    );
+    let mark = seen(&o1);
+    traffic(p.addr, 16, 4, &["/x"]);
+    assert_eq!(seen(&o1), mark, "s1 got requests while disabled");
+
+    // Weight 0 on s0 too: nothing can take a request.
+    assert_eq!(p.admin("set weight b/s0 0"), "");
+    assert!(
+        eventually(STATS_WAIT, || {
+            let mut c = Client::new(p.addr);
+            c.exchange(get("/x")).status() == 503
+        }),
+        "weight 0 left s0 in service"
+    );
+    let mut c = Client::new(p.addr);
+    assert_proxy_error(&c.exchange(get("/x")), 503);
+
+    // Both back: every shard sends to both again.
+    assert_eq!(p.admin("set weight b/s0 100%"), "");
+    assert_eq!(p.admin("enable server b/s1"), "");
+    let (m0, m1) = (seen(&o0), seen(&o1));
+    // Until every shard applied the commands, a request may still get 503 (and its
+    // connection closed): one request per connection.
+    assert!(
+        eventually(STATS_WAIT, || {
+            traffic(p.addr, 8, 1, &["/x"]);
+            seen(&o0) > m0 && seen(&o1) > m1
+        }),
+        "traffic did not return to both servers"
+    );
+    assert!(p.admin("set weight b/s0 999").contains("expects a weight"));
+    assert!(p.admin("set weight b/nope 1").contains("No such server"));
+
+    // show stat: HAProxy's CSV, with the weight and state the operator set.
+    let csv = p.admin("show stat");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    assert_eq!(&header[..4], ["pxname", "svname", "qcur", "qmax"]);
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "frontend, two servers, backend: {csv}");
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+    let s0 = rows.iter().find(|r| r[1] == "s0").unwrap();
+    assert_eq!(s0[col("weight")], "1");
+    assert_eq!(s0[col("status")], "UP");
+    assert_eq!(rows.last().unwrap()[col("svname")], "BACKEND");
+    let info = p.admin("show info");
+    assert!(info.contains("Name: ringproxy\n"), "{info}");
+    assert!(info.contains("Shards: 2\n"), "{info}");
+}
+
+#[test]
+fn ringproxy_stats_prints_the_table() {
+    let o = status_origin();
+    let p = Proxy::start("cli", "", &[o.addr]);
+    traffic(p.addr, 2, 3, &["/a"]);
+    p.metrics_when(DONE, 6.0);
+    let out = Command::new(env!("CARGO_BIN_EXE_ringproxy"))
+        .args(["stats", "--socket"])
+        .arg(&p.socket)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    let server = lines
+        .iter()
+        .find(|l| l.starts_with("b/s0"))
+        .expect("a server row");
+    assert!(server.contains(" UP "), "{server}");
+    assert!(
+        server.split_whitespace().any(|w| w == "6"),
+        "6 requests: {server}"
+    );
+    // --watch --count 2: two tables, each after a clear-screen.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringproxy"))
+        .args(["stats", "--watch", "--count", "2", "--socket"])
+        .arg(&p.socket)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches("\x1b[2J").count(), 2);
+    assert_eq!(text.matches("NAME").count(), 2);
+}
+
+#[test]
+fn tcp_sessions_are_counted_too() {
+    let echo = echo_server();
+    let toml = format!(
+        "[global]\nshards = 2\npin = false\ngrace = \"1s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\nstats_interval = \"100ms\"\n\n\
+         [[frontend]]\nname = \"t\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"e\"\n\n\
+         [[backend]]\nname = \"e\"\n\n[[backend.server]]\nname = \"echo\"\naddress = \"{}\"\n",
+        echo.addr
+    );
+    let running = proxy(&toml);
+    let p = Proxy {
+        addr: running.frontend_addrs(0)[0],
+        admin: running.admin_addr().unwrap(),
+        running: Some(running),
+        socket: PathBuf::new(),
+    };
+    for _ in 0..5 {
+        let mut s = connect(p.addr);
+        s.write_all(&[7u8; 1000]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut s).unwrap().len(), 1000);
+    }
+    let m = p.metrics_when(
+        "ringproxy_server_requests_total{backend=\"e\",server=\"echo\"}",
+        5.0,
+    );
+    assert_eq!(
+        m.must("ringproxy_frontend_sessions_total{frontend=\"t\"}"),
+        5.0
+    );
+    assert_eq!(
+        m.must("ringproxy_frontend_bytes_in_total{frontend=\"t\"}"),
+        5000.0
+    );
+    assert_eq!(
+        m.must("ringproxy_frontend_bytes_out_total{frontend=\"t\"}"),
+        5000.0
+    );
+    assert_eq!(
+        m.must("ringproxy_server_connections_total{backend=\"e\",server=\"echo\"}"),
+        5.0
+    );
+    assert_eq!(
+        m.must("ringproxy_server_connect_seconds_count{backend=\"e\",server=\"echo\"}"),
+        5.0
+    );
+}
+
+#[test]
+fn the_stats_listener_answers_only_what_it_serves() {
+    let o = status_origin();
+    let p = Proxy::start("http", "", &[o.addr]);
+    let (status, page) = p.get("/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<html"), "{page}");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+    assert_eq!(p.get("/nope").0, 404);
+    let mut s = connect(p.admin);
+    s.write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let answer = read_to_end(&mut s).unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 405 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let mut s = connect(p.admin);
+    s.write_all(b"\x01\x02 garbage\r\n\r\n").unwrap();
+    let answer = read_to_end(&mut s).unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
