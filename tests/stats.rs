@@ -512,3 +512,121 @@ fn the_stats_listener_answers_only_what_it_serves() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+/// Runs `requests` through an http proxy with `[log]` lines `log`, stops it, and returns
+/// the access log's lines.
+fn logged(tag: &str, log: &str, requests: &[&[u8]]) -> Vec<String> {
+    let o = status_origin();
+    let file =
+        std::env::temp_dir().join(format!("ringproxy-access-{tag}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let top = format!("[log]\naccess = \"{}\"\n{log}\n", file.display());
+    let (running, addr) = http_proxy_with(2, &top, "", &servers_toml(&[o.addr]));
+    for r in requests {
+        let mut c = Client::new(addr);
+        c.send(r);
+        let _ = read_response(&mut c, false);
+    }
+    // Stopping drains every shard's ring to the file first.
+    running.shutdown();
+    let text = std::fs::read_to_string(&file).expect("the access log was written");
+    let _ = std::fs::remove_file(&file);
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_access_log_has_one_haproxy_line_per_request() {
+    let lines = logged(
+        "haproxy",
+        "",
+        &[
+            get("/a").as_bytes(),
+            get("/missing").as_bytes(),
+            b"GET /bad HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        ],
+    );
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let line = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}: {lines:#?}"))
+    };
+    // client [date] frontend backend/server Tq/Tw/Tc/Tr/Tt status bytes - - term ...
+    let ok = line("\"GET /a HTTP/1.1\"");
+    let f: Vec<&str> = ok.split(' ').collect();
+    assert!(f[0].starts_with("127.0.0.1:"), "{ok}");
+    assert!(
+        f[1].starts_with('[') && f[2].ends_with(']') || f[1].ends_with(']'),
+        "{ok}"
+    );
+    assert!(ok.contains(" f b/s0 "), "{ok}");
+    assert!(ok.contains(" 200 "), "{ok}");
+    assert!(ok.contains(" ---- "), "normal end: {ok}");
+    let timers = f
+        .iter()
+        .find(|w| w.matches('/').count() == 4)
+        .expect("timers");
+    let t: Vec<i64> = timers.split('/').map(|x| x.parse().unwrap()).collect();
+    assert!(t.iter().all(|&x| x >= 0), "{timers}");
+    assert!(t[4] >= t[3], "Tt covers Tr: {timers}");
+    assert!(line("\"GET /missing HTTP/1.1\"").contains(" 404 "));
+    // The proxy refused the bad request itself: P(roxy) during the R(equest).
+    let bad = line(" 400 ");
+    assert!(bad.contains(" PR-- "), "{bad}");
+    assert!(
+        bad.contains(" f f/<NOSRV> ") || bad.contains("<NOSRV>"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn the_json_access_log_parses_and_carries_the_timers() {
+    let lines = logged(
+        "json",
+        "format = \"json\"",
+        &[get("/a").as_bytes(), get("/fail").as_bytes()],
+    );
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for l in &lines {
+        let j: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert_eq!(j["frontend"], "f");
+        assert_eq!(j["backend"], "b");
+        assert_eq!(j["server"], "s0");
+        assert_eq!(j["mode"], "http");
+        assert_eq!(j["termination"], "--");
+        assert!(j["tt_ms"].as_f64().unwrap() >= j["tr_ms"].as_f64().unwrap());
+        assert!(j["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert!(j["bytes_out"].as_u64().unwrap() > 20);
+    }
+    let statuses: Vec<u64> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        statuses.contains(&200) && statuses.contains(&503),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn an_access_log_that_cannot_be_opened_refuses_the_start() {
+    let toml =
+        "[global]\nshards = 1\npin = false\n\n[log]\naccess = \"/nonexistent-dir/access.log\"\n\n\
+        [[frontend]]\nname = \"f\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"b\"\n\n\
+        [[backend]]\nname = \"b\"\n\n[[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1:9\"\n";
+    let config = ringproxy::config::Config::parse(toml, std::path::Path::new("t.toml")).unwrap();
+    let err = match ringproxy::runtime::start(config) {
+        Ok(r) => {
+            r.shutdown();
+            panic!("started with an access log it cannot write");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("/nonexistent-dir/access.log"), "{err}");
+    assert!(err.contains("log.access"), "{err}");
+}

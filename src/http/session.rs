@@ -214,7 +214,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let using = Rc::new(Cell::new(None));
     let accepted = Instant::now();
     let log = shard.stats.logging().then(|| {
-        let mut r = Box::new(LogRecord::new(frontend));
+        let mut r = Box::new(LogRecord::new(frontend as u16));
         r.client = stream.peer_addr().ok();
         r
     });

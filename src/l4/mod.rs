@@ -98,7 +98,7 @@ fn record(shard: &Shard, frontend: usize, txn: &Txn, ender: Ender, peer: Option<
     if !stats.logging() {
         return;
     }
-    let mut log = LogRecord::new(frontend);
+    let mut log = LogRecord::new(frontend as u16);
     let clamp = |us: Option<u64>| us.map(|u| u.min(u64::from(u32::MAX)) as u32);
     log.client = peer;
     log.start_unix_us = stats.clock.unix_us(txn.start);

@@ -3,9 +3,19 @@
 //!
 //! A shard fills a [`LogRecord`] (plain data, no allocation) when an exchange ends and
 //! pushes it into its own [`super::ring`]; it never formats, never writes and never
-//! waits: a full ring drops the record and counts it. The logger thread drains every
-//! shard's ring, formats (`log.format = "haproxy" | "json"`) and writes to
-//! `log.access` (`"stdout"` or a file).
+//! waits: a full ring drops the record and counts it. The logger thread ([`start`],
+//! [`logger`]) drains every shard's ring, formats ([`format_haproxy`], [`format_json`]:
+//! `log.format = "haproxy" | "json"`) and writes to `log.access` (`"stdout"` or a file).
+//!
+//! This module owns the record (the contract between the shards and the logger thread)
+//! and the helpers a shard uses to fill it, which never allocate, lock or make a system
+//! call; formatting ([`mod@format`]) and the thread ([`logger`]) live in the submodules.
+
+pub mod format;
+pub mod logger;
+
+pub use format::{format_haproxy, format_json};
+pub use logger::start;
 
 use std::net::SocketAddr;
 
@@ -54,12 +64,15 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
-    /// An empty record of a request or session on `frontend`.
-    pub fn new(frontend: usize) -> LogRecord {
+    /// An empty record of frontend `frontend` (a tcp session until `http` is set): every
+    /// timer absent, counts zero, termination `--`, no request line. A `const fn` over
+    /// plain data, so a shard can start one per exchange at no cost and fill what it
+    /// learns.
+    pub const fn new(frontend: u16) -> LogRecord {
         LogRecord {
             start_unix_us: 0,
             client: None,
-            frontend: frontend as u16,
+            frontend,
             backend: None,
             server: None,
             http: false,
@@ -78,14 +91,120 @@ impl LogRecord {
             request_line_len: 0,
         }
     }
+
+    /// Stores `METHOD target VERSION` (single spaces), cut at [`REQUEST_LINE_MAX`] bytes.
+    /// The bytes are kept as they came (escaping is the formatter's job), so a shard can
+    /// pass slices of its request head without looking at them.
+    pub fn set_request_line(&mut self, method: &[u8], target: &[u8], version: &[u8]) {
+        let mut len = 0;
+        for (i, part) in [method, target, version].into_iter().enumerate() {
+            if i > 0 {
+                len = self.append_request_line(len, b" ");
+            }
+            len = self.append_request_line(len, part);
+        }
+        // REQUEST_LINE_MAX fits in a u8 (checked at compile time below).
+        self.request_line_len = len as u8;
+    }
+
+    /// Copies what fits of `bytes` after the first `len` bytes; returns the new length.
+    fn append_request_line(&mut self, len: usize, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(REQUEST_LINE_MAX - len);
+        self.request_line[len..len + n].copy_from_slice(&bytes[..n]);
+        len + n
+    }
+
+    /// The request line as stored (empty when none was set: tcp mode, or a request whose
+    /// head could not be parsed).
+    pub fn request_line(&self) -> &[u8] {
+        // `min`: the field is public; a bad length must not make the logger panic.
+        &self.request_line[..usize::from(self.request_line_len).min(REQUEST_LINE_MAX)]
+    }
 }
 
-/// Starts the logger thread draining `rings` into `config.log.access` until `stop`.
-pub fn start(
-    config: std::sync::Arc<crate::config::Config>,
-    rings: Vec<super::ring::Consumer<LogRecord>>,
-    stop: std::sync::Arc<crate::worker::StopFlag>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let _ = (config, rings, stop);
-    Err(std::io::Error::other("the access log is not built yet"))
+impl Default for LogRecord {
+    /// [`LogRecord::new`] for frontend 0.
+    fn default() -> LogRecord {
+        LogRecord::new(0)
+    }
+}
+
+const _: () = assert!(REQUEST_LINE_MAX <= u8::MAX as usize);
+
+/// The configuration the submodules' tests format against: http frontend `web` → backend
+/// `app` (server `s1`), tcp frontend `db` → backend `dbs` (server `pg1`).
+#[cfg(test)]
+fn test_config() -> crate::config::Config {
+    const TEXT: &str = r#"
+        [[frontend]]
+        name = "web"
+        bind = ["127.0.0.1:0"]
+        mode = "http"
+        backend = "app"
+
+        [[frontend]]
+        name = "db"
+        bind = ["127.0.0.1:0"]
+        mode = "tcp"
+        backend = "dbs"
+
+        [[backend]]
+        name = "app"
+        mode = "http"
+        [[backend.server]]
+        name = "s1"
+        address = "127.0.0.1:9001"
+
+        [[backend]]
+        name = "dbs"
+        mode = "tcp"
+        [[backend.server]]
+        name = "pg1"
+        address = "127.0.0.1:5432"
+    "#;
+    crate::config::Config::parse(TEXT, std::path::Path::new("t.toml")).expect("test config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_record_is_empty() {
+        let r = LogRecord::new(3);
+        assert_eq!(r.frontend, 3);
+        assert_eq!(r.term, *b"--");
+        assert!(r.request_line().is_empty());
+        assert!(r.tq.is_none() && r.tw.is_none() && r.tc.is_none() && r.tr.is_none());
+        assert_eq!(LogRecord::default().frontend, 0);
+    }
+
+    #[test]
+    fn request_line_is_joined_with_spaces() {
+        let mut r = LogRecord::new(0);
+        r.set_request_line(b"GET", b"/index.html?a=1", b"HTTP/1.1");
+        assert_eq!(r.request_line(), b"GET /index.html?a=1 HTTP/1.1");
+        r.set_request_line(b"PUT", b"/", b"HTTP/1.0");
+        assert_eq!(
+            r.request_line(),
+            b"PUT / HTTP/1.0",
+            "a second call replaces the first"
+        );
+    }
+
+    #[test]
+    fn request_line_is_cut_at_the_limit() {
+        let mut r = LogRecord::new(0);
+        let target = vec![b'a'; 500];
+        r.set_request_line(b"GET", &target, b"HTTP/1.1");
+        assert_eq!(r.request_line().len(), REQUEST_LINE_MAX);
+        assert!(r.request_line().starts_with(b"GET aaa"));
+        assert!(r.request_line()[4..].iter().all(|&b| b == b'a'));
+
+        // Cut exactly after the target: the space before the version is the last byte.
+        let target = vec![b'/'; REQUEST_LINE_MAX - 5];
+        r.set_request_line(b"GET", &target, b"HTTP/1.1");
+        assert_eq!(r.request_line().len(), REQUEST_LINE_MAX);
+        assert_eq!(r.request_line().last(), Some(&b' '));
+    }
 }
