@@ -234,6 +234,11 @@ fn counts_are_exact_across_shards_by_status_class_and_server() {
     assert_eq!(j["info"]["total_requests"].as_f64(), Some(n));
     let fe = &j["frontends"][0];
     assert_eq!(fe["name"], "f");
+    assert_eq!(
+        fe["binds"][0],
+        p.addr.to_string(),
+        "the address bound, not port 0"
+    );
     assert_eq!(fe["counters"]["requests_total"].as_f64(), Some(n));
     assert_eq!(
         fe["counters"]["responses_4xx_total"].as_f64(),
@@ -489,10 +494,20 @@ fn the_stats_listener_answers_only_what_it_serves() {
     let (status, page) = p.get("/");
     assert_eq!(status, 200);
     assert!(page.contains("<html"), "{page}");
-    assert!(
-        !page.contains("http://") && !page.contains("https://"),
-        "the page loads nothing from elsewhere"
-    );
+    // Nothing is loaded from elsewhere (the SVG namespace URI is a name, not a load).
+    for load in [
+        "src=\"http",
+        "href=\"http",
+        "src=\"//",
+        "@import",
+        "url(http",
+        "fetch('http",
+    ] {
+        assert!(
+            !page.contains(load),
+            "the page loads from elsewhere: {load}"
+        );
+    }
     assert_eq!(p.get("/nope").0, 404);
     let mut s = connect(p.admin);
     s.write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
@@ -629,4 +644,121 @@ fn an_access_log_that_cannot_be_opened_refuses_the_start() {
     };
     assert!(err.contains("/nonexistent-dir/access.log"), "{err}");
     assert!(err.contains("log.access"), "{err}");
+}
+
+#[test]
+fn connection_failures_are_counted_by_cause_with_their_retries() {
+    let good = status_origin();
+    let hole = blackhole();
+    let servers = format!(
+        "{}\n[[backend.server]]\nname = \"hole\"\naddress = \"{}\"\n",
+        servers_toml(&[refused_addr(), good.addr]),
+        hole.addr
+    );
+    let socket = socket_path("failures");
+    let top = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"{}\"\nstats_interval = \"100ms\"\n\n\
+         [defaults]\ntimeout_connect = \"200ms\"\nretries = 3\n",
+        socket.display()
+    );
+    let (running, addr) = http_proxy_with(2, &top, "", &servers);
+    let p = Proxy {
+        admin: running.admin_addr().unwrap(),
+        running: Some(running),
+        addr,
+        socket,
+    };
+    // Every request ends on the good server, after trying the others when the balancer
+    // picked them first.
+    traffic(p.addr, 9, 1, &["/a"]);
+    let m = p.metrics_when(DONE, 9.0);
+    let v = |name: &str, server: &str| {
+        m.must(&format!(
+            "ringproxy_server_{name}{{backend=\"b\",server=\"{server}\"}}"
+        ))
+    };
+    assert_eq!(v("requests_total", "s1"), 9.0);
+    let ok = "ringproxy_server_http_responses_total{backend=\"b\",server=\"s1\",code=\"2xx\"}";
+    assert_eq!(m.must(ok), 9.0);
+    let refused = v("connect_errors_total", "s0");
+    let timed_out = v("connect_timeouts_total", "hole");
+    assert!(
+        refused > 0.0 && timed_out > 0.0,
+        "refused {refused}, timed out {timed_out}"
+    );
+    assert_eq!(
+        v("connect_timeouts_total", "s0"),
+        0.0,
+        "a refusal is not a timeout"
+    );
+    assert_eq!(v("connect_errors_total", "hole"), timed_out);
+    // Each failure sent the request elsewhere: a retry and a redispatch on the failed one.
+    assert_eq!(v("retries_total", "s0"), refused);
+    assert_eq!(v("redispatches_total", "hole"), timed_out);
+    assert_eq!(
+        m.must("ringproxy_backend_retries_total{backend=\"b\"}"),
+        refused + timed_out
+    );
+    assert_eq!(
+        m.must("ringproxy_backend_no_server_total{backend=\"b\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn the_stats_page_renders_in_headless_chromium() {
+    let o = status_origin();
+    let socket = socket_path("page");
+    let top = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"{}\"\nstats_interval = \"250ms\"\n",
+        socket.display()
+    );
+    let (running, addr) = http_proxy_with(2, &top, "", &servers_toml(&[o.addr]));
+    let p = Proxy {
+        admin: running.admin_addr().unwrap(),
+        running: Some(running),
+        addr,
+        socket,
+    };
+    // Traffic while the page refreshes, so that its charts have points to draw.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                traffic(addr, 1, 20, &["/a", "/missing"]);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shot = format!("{root}/target/stats-page.png");
+    let out = Command::new("python3")
+        .arg(format!("{root}/tests/stats_page.py"))
+        .args([
+            "--url",
+            &format!("http://{}/", p.admin),
+            "--screenshot",
+            &shot,
+        ])
+        .args(["--timeout", "30"])
+        .output()
+        .expect("python3 runs");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    assert!(
+        out.status.success(),
+        "the stats page check failed (is chromium installed? apt-get install chromium):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "no screenshot"
+    );
 }

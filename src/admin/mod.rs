@@ -78,6 +78,8 @@ pub fn bind_http(addr: SocketAddr) -> io::Result<TcpListener> {
 pub struct Listeners {
     pub socket: Option<(UnixListener, PathBuf)>,
     pub http: Option<TcpListener>,
+    /// Per frontend: the addresses its listeners are bound to (port 0 resolved).
+    pub bound: Vec<Vec<SocketAddr>>,
 }
 
 /// Starts the control thread serving `listeners` and aggregating the shards' `snapshots`
@@ -94,6 +96,7 @@ pub fn start(
         .name("ringproxy-control".into())
         .spawn(move || {
             let mut control = Control::new(config, link, snapshots, shards);
+            control.bound = listeners.bound.clone();
             control.serve(&listeners, &stop);
             if let Some((_, path)) = &listeners.socket {
                 let _ = std::fs::remove_file(path);
@@ -116,6 +119,8 @@ struct Control {
     stats: Aggregator,
     started: Instant,
     shards: usize,
+    /// Per frontend: the addresses bound.
+    bound: Vec<Vec<SocketAddr>>,
 }
 
 impl Control {
@@ -166,6 +171,7 @@ impl Control {
             stats,
             started: Instant::now(),
             shards,
+            bound: Vec::new(),
         }
     }
 
@@ -228,6 +234,7 @@ impl Control {
             config: &self.config,
             view: self.stats.view(),
             servers: &rows,
+            bound: &self.bound,
             process: self.process(),
         })
     }

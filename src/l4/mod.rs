@@ -242,10 +242,16 @@ pub async fn connect_to(
             server.sessions.set(server.sessions.get() + 1);
             Some(stream)
         }
-        Err(_) => {
+        Err(e) => {
             server
                 .connect_failures
                 .set(server.connect_failures.get() + 1);
+            let timed_out = matches!(&e, glommio::GlommioError::IoError(io)
+                if io.kind() == io::ErrorKind::TimedOut);
+            if timed_out {
+                let t = &server.connect_timeouts;
+                t.set(t.get() + 1);
+            }
             None
         }
     }

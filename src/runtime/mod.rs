@@ -351,6 +351,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let listeners = crate::admin::Listeners {
             socket: admin,
             http,
+            bound: running.bound.clone(),
         };
         let started = crate::admin::start(
             listeners,

@@ -99,6 +99,8 @@ counter_set! {
         RespOther = ("responses_other_total", Counter, "Responses sent to clients, by status class."),
         ConnectErrors = ("connect_errors_total", Counter,
             "Connection attempts that failed (refused, timed out, unreachable)."),
+        ConnectTimeouts = ("connect_timeouts_total", Counter,
+            "Connection attempts that ran out of timeout_connect (also in connect_errors_total)."),
         ResponseErrors = ("response_errors_total", Counter,
             "Exchanges whose server failed before a whole response head (reset, closed, invalid)."),
         ServerTimeouts = ("server_timeouts_total", Counter,
@@ -576,6 +578,7 @@ impl ShardStats {
                         let mut sample = live.sample();
                         let v = &mut sample.values;
                         v[Sv::ConnectErrors as usize] = s.connect_failures.get();
+                        v[Sv::ConnectTimeouts as usize] = s.connect_timeouts.get();
                         v[Sv::Connections as usize] = s.sessions.get();
                         v[Sv::PoolReused as usize] = s.pool.reused.get();
                         v[Sv::PoolExpired as usize] = s.pool.expired.get() + s.pool.evicted.get();

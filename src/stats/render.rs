@@ -40,6 +40,8 @@ pub struct Report<'a> {
     pub view: &'a View,
     /// `[backend][server]`.
     pub servers: &'a [Vec<ServerRow>],
+    /// Per frontend: the addresses bound (the configured ones when empty).
+    pub bound: &'a [Vec<SocketAddr>],
     pub process: Process,
 }
 
@@ -496,7 +498,12 @@ pub fn json(r: &Report<'_>) -> String {
         out.push_str("{\"name\":");
         json_str(&mut out, &fe.name);
         let _ = write!(out, ",\"mode\":\"{}\",\"binds\":[", mode_name(fe.mode));
-        for (j, b) in fe.binds.iter().enumerate() {
+        let binds = r
+            .bound
+            .get(i)
+            .filter(|b| !b.is_empty())
+            .unwrap_or(&fe.binds);
+        for (j, b) in binds.iter().enumerate() {
             if j > 0 {
                 out.push(',');
             }

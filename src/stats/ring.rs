@@ -62,6 +62,8 @@ pub struct Producer<T> {
     head: Cell<usize>,
     /// Our own `tail` (only we write it).
     tail: Cell<usize>,
+    /// Our count of drops, published with a plain store (no read-modify-write).
+    dropped: Cell<u64>,
 }
 
 /// The reading end; one thread (the control or logger thread) owns it.
@@ -90,6 +92,7 @@ pub fn ring<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
         ring: Arc::clone(&ring),
         head: Cell::new(0),
         tail: Cell::new(0),
+        dropped: Cell::new(0),
     };
     let consumer = Consumer {
         ring,
@@ -109,7 +112,9 @@ impl<T> Producer<T> {
         if tail.wrapping_sub(self.head.get()) == ring.slots.len() {
             self.head.set(ring.head.0.load(Ordering::Acquire));
             if tail.wrapping_sub(self.head.get()) == ring.slots.len() {
-                ring.dropped.fetch_add(1, Ordering::Relaxed);
+                let dropped = self.dropped.get() + 1;
+                self.dropped.set(dropped);
+                ring.dropped.store(dropped, Ordering::Relaxed);
                 return Err(record);
             }
         }
@@ -125,7 +130,7 @@ impl<T> Producer<T> {
 
     /// Records refused so far because the ring was full.
     pub fn dropped(&self) -> u64 {
-        self.ring.dropped.load(Ordering::Relaxed)
+        self.dropped.get()
     }
 
     pub fn capacity(&self) -> usize {

@@ -60,6 +60,8 @@ pub struct ServerState {
     pub max_active: Cell<u32>,
     /// Connection attempts that failed (refused, timed out, unreachable).
     pub connect_failures: Cell<u64>,
+    /// Of those, attempts that ran out of `timeout_connect`.
+    pub connect_timeouts: Cell<u64>,
     /// Connections established with this server (tcp mode: one per session).
     pub sessions: Cell<u64>,
     /// http mode: what became of its connections (reused, retried, closed).
@@ -226,6 +228,7 @@ impl BackendState {
                     active: Cell::new(0),
                     max_active: Cell::new(0),
                     connect_failures: Cell::new(0),
+                    connect_timeouts: Cell::new(0),
                     sessions: Cell::new(0),
                     pool: Default::default(),
                     backend: backend_index,
