@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::aggregate::{BackendView, PhaseView, Summary, SvView, View};
 use super::{Fe, Field, Kind, Phase, Sv};
-use crate::config::{Balance, Config, Mode};
+use crate::config::{Backend, Balance, Config, Mode};
 
 /// A server's state as the control thread knows it.
 #[derive(Debug, Clone)]
@@ -66,6 +66,16 @@ fn balance_name(b: &Balance) -> String {
 }
 
 impl Report<'_> {
+    /// Each backend's configuration, sums and server rows, in configuration order.
+    fn backends(&self) -> impl Iterator<Item = (&Backend, &BackendView, &[ServerRow])> {
+        self.config
+            .backends
+            .iter()
+            .zip(&self.view.backends)
+            .zip(self.servers)
+            .map(|((c, v), rows)| (c, v, rows.as_slice()))
+    }
+
     fn current_sessions(&self) -> u64 {
         let v = self.view;
         v.frontends
@@ -525,14 +535,7 @@ pub fn json(r: &Report<'_>) -> String {
         out.push('}');
     }
     out.push_str("],\"backends\":[");
-    for (i, ((be, b), rows)) in r
-        .config
-        .backends
-        .iter()
-        .zip(&v.backends)
-        .zip(r.servers)
-        .enumerate()
-    {
+    for (i, (be, b, rows)) in r.backends().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -734,14 +737,7 @@ pub fn csv(r: &Report<'_>) -> String {
         push(row);
     }
     let base = r.config.frontends.len();
-    for (i, ((be, b), rows)) in r
-        .config
-        .backends
-        .iter()
-        .zip(&v.backends)
-        .zip(r.servers)
-        .enumerate()
-    {
+    for (i, (be, b, rows)) in r.backends().enumerate() {
         for (j, ((sc, s), state)) in be.servers.iter().zip(&b.servers).zip(rows).enumerate() {
             let mut row = CsvRow::new();
             row.set("pxname", &be.name);
@@ -911,7 +907,7 @@ pub fn table(r: &Report<'_>) -> String {
             ms_cell(t.p99_us, t.count),
         ]
     };
-    for ((be, b), states) in r.config.backends.iter().zip(&v.backends).zip(r.servers) {
+    for (be, b, states) in r.backends() {
         for ((sc, s), st) in be.servers.iter().zip(&b.servers).zip(states) {
             rows.push(sv_row(
                 format!("{}/{}", be.name, sc.name),
