@@ -762,3 +762,31 @@ fn the_stats_page_renders_in_headless_chromium() {
         "no screenshot"
     );
 }
+
+#[test]
+fn a_trickling_client_holds_the_stats_listener_for_a_bounded_time() {
+    let o = status_origin();
+    let p = Proxy::start("trickle", "", &[o.addr]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let (admin, stop) = (p.admin, std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut s = connect(admin);
+            // One byte of a head every 400 ms: never complete, never silent long enough
+            // for a per-read timeout. Bounded: 40 s at most.
+            for &b in b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || s.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(400));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    // Served once the trickler's deadline (5 s) is over, well within the read timeout.
+    let (status, _) = p.get("/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(p.admin("show info").lines().next(), Some("Name: ringproxy"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+}

@@ -22,7 +22,7 @@
 
 pub mod http;
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -297,11 +297,24 @@ impl Control {
 
     fn client(&mut self, stream: UnixStream) -> io::Result<()> {
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
         stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+        // One deadline for the whole line, however the client trickles it.
+        let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
         let mut line = Vec::new();
-        BufReader::new(io::Read::take(&stream, LINE_BYTES_MAX as u64))
-            .read_until(b'\n', &mut line)?;
+        let mut chunk = [0u8; 512];
+        while !line.contains(&b'\n') && line.len() < LINE_BYTES_MAX {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            stream.set_read_timeout(Some(left))?;
+            match io::Read::read(&mut &stream, &mut chunk)? {
+                0 => break,
+                n => line.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+        line.truncate(end.min(LINE_BYTES_MAX));
         self.drain_inbox();
         let text = String::from_utf8_lossy(&line);
         let mut out = String::new();

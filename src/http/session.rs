@@ -106,6 +106,8 @@ enum Failure {
     Invalid,
     /// A final status listed in `retry_on`.
     Status,
+    /// The client went away while an interim (1xx) response was passed on to it.
+    ClientGone,
 }
 
 struct Session {
@@ -690,12 +692,13 @@ impl Session {
                 };
             }
             let Some(failure) = failure else { break };
-            let failed_on = shard.stats.server(backend, Some(index));
-            match failure {
-                Failure::Timeout => failed_on.add(Sv::ServerTimeouts as usize, 1),
-                Failure::Status => {}
-                _ => failed_on.add(Sv::ResponseErrors as usize, 1),
+            if failure == Failure::ClientGone {
+                // Nothing to answer and no one to retry for.
+                self.drop_server(true);
+                self.finish(Ender::Client);
+                return Err(End::Close);
             }
+            let failed_on = shard.stats.server(backend, Some(index));
 
             // A replay is possible when nothing of the request reached the server, or
             // when it is idempotent and held whole.
@@ -711,18 +714,29 @@ impl Session {
                 | Failure::Empty => retry_on.empty_response,
                 Failure::Timeout => retry_on.response_timeout,
                 Failure::Invalid => retry_on.junk_response,
-                Failure::Status => true,
+                Failure::Status | Failure::ClientGone => true,
             };
             // Input may be left on the connection unless it failed outright.
             self.drop_server(!before_response);
-            if can_replay && reused && before_response && race_retry {
-                // The server closed this idle connection as it was taken.
+            let race = can_replay && reused && before_response && race_retry;
+            // A pooled connection the server closed as it was taken is not the server's
+            // error (and is retried for free); every other failure is.
+            match failure {
+                _ if race => {}
+                Failure::Timeout => failed_on.add(Sv::ServerTimeouts as usize, 1),
+                Failure::Status | Failure::ClientGone => {}
+                _ => failed_on.add(Sv::ResponseErrors as usize, 1),
+            }
+            if race {
                 race_retry = false;
             } else if can_replay && listed && pick.budget > 0 {
                 pick.budget -= 1;
-                pick.tried
-                    .insert(index, shard.backends[backend].servers.len());
-                failed_on.add(Sv::Redispatches as usize, 1);
+                let servers = shard.backends[backend].servers.len();
+                pick.tried.insert(index, servers);
+                // Elsewhere unless every server was tried (then the round starts over).
+                if pick.tried.contains(index) {
+                    failed_on.add(Sv::Redispatches as usize, 1);
+                }
             } else {
                 let (ender, status, detail) = match failure {
                     Failure::Send { .. } => (Ender::Server, 502, "the server connection failed"),
@@ -732,7 +746,7 @@ impl Session {
                         "the server did not answer in time",
                     ),
                     Failure::Empty => (Ender::Server, 502, "the server closed without answering"),
-                    Failure::Invalid | Failure::Status => {
+                    Failure::Invalid | Failure::Status | Failure::ClientGone => {
                         (Ender::Proxy, 502, "the server sent an invalid response")
                     }
                 };
@@ -758,8 +772,8 @@ impl Session {
                 return Err(self.refuse(502, "unexpected 101 response").await);
             }
             self.txn.status = 101;
-            self.tunnel(be).await;
-            self.finish(Ender::Normal);
+            let ender = self.tunnel(be).await;
+            self.finish(ender);
             return Err(End::Tunnel);
         }
 
@@ -987,7 +1001,7 @@ impl Session {
                         }
                         let len = self.resp.head.len;
                         if self.pass_interim(client_version).await.is_err() {
-                            return Err(Failure::Invalid);
+                            return Err(Failure::ClientGone);
                         }
                         self.server.as_mut().expect("held").conn.consume(len);
                         continue;
@@ -1137,7 +1151,9 @@ impl Session {
                         *budget -= 1;
                         let failed_on = shard.stats.server(backend, Some(index));
                         failed_on.add(Sv::Retries as usize, 1);
-                        failed_on.add(Sv::Redispatches as usize, 1);
+                        if tried.contains(index) {
+                            failed_on.add(Sv::Redispatches as usize, 1);
+                        }
                         self.txn.retries = self.txn.retries.saturating_add(1);
                         continue;
                     }
@@ -1200,10 +1216,10 @@ impl Session {
     }
 
     /// After `101 Switching Protocols`: passes the response on, then both connections
-    /// become one tunnel (the L4 relay) until either side ends it.
-    async fn tunnel(&mut self, be: &crate::config::Backend) {
+    /// become one tunnel (the L4 relay) until either side ends it. Returns who ended it.
+    async fn tunnel(&mut self, be: &crate::config::Backend) -> Ender {
         let Some(mut server) = self.server.take() else {
-            return;
+            return Ender::Proxy;
         };
         self.out.clear();
         rewrite::response_head(
@@ -1216,7 +1232,7 @@ impl Session {
         server.conn.consume(self.resp.head.len);
         self.out.extend_from_slice(server.conn.data());
         if self.client.stream.write_all(&self.out).await.is_err() {
-            return;
+            return Ender::Client;
         }
         self.out.clear();
         if !self.client.data().is_empty()
@@ -1227,7 +1243,7 @@ impl Session {
                 .await
                 .is_err()
         {
-            return;
+            return Ender::Server;
         }
         for s in [&self.client.stream, &server.conn.stream] {
             let _ = s.set_read_timeout(None);
@@ -1236,7 +1252,7 @@ impl Session {
         let shard = Rc::clone(&self.shard);
         let fe = &shard.config.frontends[self.frontend];
         let state = Rc::clone(&shard.backends[server.backend].servers[server.server]);
-        let (_, bytes) = crate::l4::tunnel(
+        let (ender, bytes) = crate::l4::tunnel(
             &shard,
             &mut self.client.stream,
             &mut server.conn.stream,
@@ -1247,7 +1263,12 @@ impl Session {
         .await;
         self.txn.bytes_in += bytes.client_to_server;
         self.txn.bytes_out += bytes.server_to_client;
+        if ender == Ender::Down {
+            let stats = self.shard.stats.server(server.backend, Some(server.server));
+            stats.add(Sv::Killed as usize, 1);
+        }
         shard.http_buffers.give(server.conn.into_buffer());
+        ender
     }
 
     /// Closes the client connection with FIN; with `linger`, first reads and discards

@@ -219,7 +219,10 @@ pub async fn connect(
                 if attempt < be.retries {
                     let failed_on = shard.stats.server(txn.backend?, Some(slot.index));
                     failed_on.add(Sv::Retries as usize, 1);
-                    failed_on.add(Sv::Redispatches as usize, 1);
+                    // Elsewhere unless every server was tried (the round starts over).
+                    if tried.contains(slot.index) {
+                        failed_on.add(Sv::Redispatches as usize, 1);
+                    }
                     txn.retries = txn.retries.saturating_add(1);
                 }
             }

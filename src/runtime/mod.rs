@@ -73,9 +73,10 @@ pub enum StartError {
     },
 }
 
-/// Statistics snapshots a shard may have waiting for the control thread (a few seconds'
-/// worth: beyond, the control thread is stalled and snapshots are dropped).
-pub const SNAPSHOT_RING: usize = 8;
+/// Statistics snapshots a shard may have waiting for the control thread (over six seconds
+/// at the shortest interval, longer than an admin client may hold the control thread:
+/// beyond, the control thread is stalled and snapshots are dropped).
+pub const SNAPSHOT_RING: usize = 64;
 
 /// A started proxy.
 pub struct Running {
@@ -294,6 +295,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(e) => {
                 stop.request();
                 threads.into_iter().for_each(|t| drop(t.join()));
+                if let Some((t, log_stop)) = logger {
+                    log_stop.request();
+                    let _ = t.join();
+                }
                 return Err(StartError::Executor {
                     shard: id,
                     message: e.to_string(),
