@@ -16,9 +16,11 @@
 //! The main thread is the control plane: it validates the configuration, binds every
 //! listener (so a port in use fails the start, not a shard), starts the shards and waits
 //! for a stop signal. It talks to shards only through explicit cross-thread objects: the
-//! stop flag and the mesh of channels ([`worker::mesh`]), both read on a 50 ms tick. Two
-//! more control-plane threads may run: the control thread of the runtime API ([`admin`])
-//! and the DNS discovery thread ([`upstream::discovery`]). Health checks run in the shards:
+//! stop flag and the mesh of channels ([`worker::mesh`]), both read on a 50 ms tick. More
+//! control-plane threads may run: the control thread ([`admin`]: the runtime API, the
+//! statistics listener, and the sums of the shards' statistics, which reach it through one
+//! lock-free ring per shard, [`stats`]), the access log's logger thread (fed the same
+//! way), and the DNS discovery thread ([`upstream::discovery`]). Health checks run in the shards:
 //! each server has one owning shard that probes it and sends its status to every shard.
 //! The data plane is the shards' accept loops and sessions.
 //!
@@ -38,7 +40,10 @@
 //! - [`http`]: http mode: request by request, routed, rewritten, bodies copied or spliced.
 //! - [`upstream`]: per-shard backend state, the balancer, health checks, the queue, pools
 //!   rules, DNS discovery.
-//! - [`admin`]: the control thread and its runtime API on a Unix socket.
+//! - [`stats`]: counters and latency histograms per shard, the rings to the control and
+//!   logger threads, aggregation, rendering (Prometheus, JSON, CSV), the access log.
+//! - [`admin`]: the control thread: the runtime API on a Unix socket, the statistics
+//!   listener (`/metrics`, `/stats.json`, the stats page).
 //! - [`origin`]: the built-in HTTP/1.1 origin for demos, tests and benchmarks.
 //! - [`cli`]: the command line.
 
