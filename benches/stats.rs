@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ringproxy::config::Config;
 use ringproxy::stats::log::LogRecord;
 use ringproxy::stats::ring::ring;
-use ringproxy::stats::{ShardStats, Txn};
+use ringproxy::stats::{Ender, ShardStats, Txn};
 
 const N: u32 = 2_000_000;
 
@@ -112,7 +112,12 @@ fn main() {
         for i in 0..N {
             txn.server = Some((i % 16) as usize);
             txn.tr = Some(u64::from(i % 5000) + 100);
-            black_box(stats.finish(0, black_box(&txn), start + Duration::from_micros(300)));
+            black_box(stats.finish(
+                0,
+                black_box(&txn),
+                Ender::Normal,
+                start + Duration::from_micros(300),
+            ));
         }
         println!(
             "| record one finished request, histograms {} | {:.2} |",
@@ -133,7 +138,7 @@ fn main() {
         for s in 0..16 {
             txn.server = Some(s);
             txn.tr = Some(u64::from(i) + 1);
-            stats.finish(0, &txn, Instant::now());
+            stats.finish(0, &txn, Ender::Normal, Instant::now());
         }
         stats.publish(0, &shard_backends);
         black_box(consumer.pop());

@@ -1,6 +1,6 @@
-# perf/common.sh - what perf/l4.sh and perf/http.sh share (sourced, not run): the anchors
-# script's location, the load tools (installed if missing), the release build, and the
-# awk median function their tables use.
+# perf/common.sh - what the perf scripts share (sourced, not run): the anchors script's
+# location, the load tools (installed if missing), the release build, the candidate's
+# configuration, and the awk median function their tables use.
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -23,3 +23,18 @@ fi
 AWK_MED='
   function med(s,   n, i, j, a, t) { n = split(s, a, " "); for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
                                      return n ? ((n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2) : "" }'
+
+# bench_config MODE [FRONTEND_LINE...]: the candidate's configuration on stdout: frontend
+# "bench" on 127.0.0.1:$PORT in MODE (tcp or http) with the extra frontend lines, backend
+# "origins" over the anchors' two origins. Shards "auto": the affinity mask anchors.sh
+# gives the candidate, one CPU. Append sections ([admin], [log]) after it.
+bench_config() {
+  local mode=$1; shift
+  printf '[global]\nshards = "auto"\ngrace = "1s"\n\n[defaults]\nsplice = %s\n\n' "$SPLICE"
+  printf '[[frontend]]\nname = "bench"\nbind = ["127.0.0.1:%s"]\nmode = "%s"\nbackend = "origins"\n' "$PORT" "$mode"
+  local line; for line in "$@"; do printf '%s\n' "$line"; done
+  printf '\n[[backend]]\nname = "origins"\nmode = "%s"\n' "$mode"
+  local i; for i in 1 2; do
+    printf '\n[[backend.server]]\nname = "o%s"\naddress = "127.0.0.1:%s"\n' "$i" $((9000 + i + PORT_OFFSET))
+  done
+}

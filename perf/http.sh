@@ -21,33 +21,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RUN_DIR=${RUN_DIR:-/tmp/ringproxy-http.$(date +%Y%m%d-%H%M%S).$$}
 mkdir -p "$RUN_DIR"
 PORT=$((8300 + PORT_OFFSET))
-cat > "$RUN_DIR/ringproxy-http.toml" <<TOML
-[global]
-shards = "auto"          # the affinity mask anchors.sh gives the candidate: one CPU
-grace = "1s"
-
-[defaults]
-splice = $SPLICE
-
-[[frontend]]
-name = "bench"
-bind = ["127.0.0.1:$PORT"]
-mode = "http"
-backend = "origins"
-max_keep_alive_requests = 0   # as the anchors: no per-connection request limit
-
-[[backend]]
-name = "origins"
-mode = "http"
-
-[[backend.server]]
-name = "o1"
-address = "127.0.0.1:$((9001 + PORT_OFFSET))"
-
-[[backend.server]]
-name = "o2"
-address = "127.0.0.1:$((9002 + PORT_OFFSET))"
-TOML
+bench_config http "max_keep_alive_requests = 0   # as the anchors: no per-connection request limit" \
+  > "$RUN_DIR/ringproxy-http.toml"
 
 CANDIDATE_CMD="$ROOT/target/release/ringproxy -c $RUN_DIR/ringproxy-http.toml" \
 CANDIDATE_NAME="ringproxy-http" CANDIDATE_PORT=$PORT \

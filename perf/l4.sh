@@ -20,32 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RUN_DIR=${RUN_DIR:-/tmp/ringproxy-l4.$(date +%Y%m%d-%H%M%S).$$}
 mkdir -p "$RUN_DIR"
 PORT=$((8300 + PORT_OFFSET))
-cat > "$RUN_DIR/ringproxy-tcp.toml" <<TOML
-[global]
-shards = "auto"          # the affinity mask anchors.sh gives the candidate: one CPU
-grace = "1s"
-
-[defaults]
-splice = $SPLICE
-
-[[frontend]]
-name = "bench"
-bind = ["127.0.0.1:$PORT"]
-mode = "tcp"
-backend = "origins"
-
-[[backend]]
-name = "origins"
-mode = "tcp"
-
-[[backend.server]]
-name = "o1"
-address = "127.0.0.1:$((9001 + PORT_OFFSET))"
-
-[[backend.server]]
-name = "o2"
-address = "127.0.0.1:$((9002 + PORT_OFFSET))"
-TOML
+bench_config tcp > "$RUN_DIR/ringproxy-tcp.toml"
 
 CANDIDATE_CMD="$ROOT/target/release/ringproxy -c $RUN_DIR/ringproxy-tcp.toml" \
 CANDIDATE_NAME="ringproxy-tcp" CANDIDATE_PORT=$PORT \

@@ -20,30 +20,7 @@ ADMIN_PORT=$((9900 + PORT_OFFSET))
 ROUNDS=${REPS:-3}
 
 config() { # variant
-  cat <<TOML
-[global]
-shards = "auto"
-grace = "1s"
-
-[[frontend]]
-name = "bench"
-bind = ["127.0.0.1:$PORT"]
-mode = "http"
-backend = "origins"
-max_keep_alive_requests = 0
-
-[[backend]]
-name = "origins"
-mode = "http"
-
-[[backend.server]]
-name = "o1"
-address = "127.0.0.1:$((9001 + PORT_OFFSET))"
-
-[[backend.server]]
-name = "o2"
-address = "127.0.0.1:$((9002 + PORT_OFFSET))"
-TOML
+  bench_config http "max_keep_alive_requests = 0"
   case $1 in
     stats-on|log) printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$ADMIN_PORT" ;;
   esac
@@ -52,7 +29,7 @@ TOML
   fi
 }
 
-echo "system,workload,rep,rps,p50,p99,mbps,requests,x9,x10,proxy_cpu,origin_cpu" > "$RUN_DIR/all.csv"
+: > "$RUN_DIR/all.csv"
 for round in $(seq 1 "$ROUNDS"); do
   for variant in stats-off stats-on log; do
     config "$variant" > "$RUN_DIR/$variant.toml"
@@ -64,6 +41,8 @@ for round in $(seq 1 "$ROUNDS"); do
     SYSTEMS="candidate" WORKLOADS="wrk-c64" REPS=1 \
     RUN_DIR="$sub" KEEP_RUN_DIR=1 bash "$ANCHORS" > "$sub/anchors.out" 2>&1 ||
       { cat "$sub/anchors.out" >&2; exit 1; }
+    # The anchors' header once, then every run's rows.
+    [[ -s $RUN_DIR/all.csv ]] || head -1 "$sub/results.csv" > "$RUN_DIR/all.csv"
     tail -n +2 "$sub/results.csv" >> "$RUN_DIR/all.csv"
     if [[ $variant == log ]]; then
       echo "round $round: access log lines: $(wc -l < "$RUN_DIR/access.log")" >&2

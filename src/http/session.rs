@@ -45,7 +45,7 @@ use super::cookie;
 use super::head::{self, Body, Limits, Method, Parsed, Version};
 use super::rewrite::{self, Connection, Framing, RequestExtras, ResponseCookie};
 use crate::config::{Balance, CookieMode, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
-use crate::stats::log::{LogRecord, REQUEST_LINE_MAX};
+use crate::stats::log::LogRecord;
 use crate::stats::{micros, Ender, Fe, Sv, Txn};
 use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
@@ -218,6 +218,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let log = shard.stats.logging().then(|| {
         let mut r = Box::new(LogRecord::new(frontend as u16));
         r.client = stream.peer_addr().ok();
+        r.http = true;
         r
     });
     let mut s = Session {
@@ -253,9 +254,6 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
             if watch.poll_killed(using.get(), cx) {
                 let c = &shard.counters;
                 c.sessions_killed.set(c.sessions_killed.get() + 1);
-                if let Some((b, sv)) = using.get() {
-                    shard.stats.server(b, Some(sv)).add(Sv::Killed as usize, 1);
-                }
                 stopped_by.set(Some(Ender::Down));
                 return std::task::Poll::Ready(End::Close);
             }
@@ -417,16 +415,15 @@ impl Session {
             return;
         };
         let buf = self.client.data();
-        let start = self.req.method_span.start as usize;
-        let from = self.req.target.end as usize;
-        let end = buf[from..]
-            .iter()
-            .position(|&b| b == b'\r' || b == b'\n')
-            .map_or(buf.len(), |i| from + i);
-        let line = &buf[start..end];
-        let n = line.len().min(REQUEST_LINE_MAX);
-        log.request_line[..n].copy_from_slice(&line[..n]);
-        log.request_line_len = n as u8;
+        let version: &[u8] = match self.req.head.version {
+            Version::Http10 => b"HTTP/1.0",
+            Version::Http11 => b"HTTP/1.1",
+        };
+        log.set_request_line(
+            self.req.method_span.get(buf),
+            self.req.target.get(buf),
+            version,
+        );
     }
 
     /// Records the request in progress, if any: statistics, and the access log.
@@ -436,57 +433,11 @@ impl Session {
             return;
         }
         self.txn_open = false;
-        let now = Instant::now();
-        let shard = &*self.shard;
-        let stats = &shard.stats;
-        let txn = &self.txn;
-        let server = txn.backend.map(|b| stats.server(b, txn.server));
-        let aborted = match ender {
-            // A client that left before its request was whole aborted nothing.
-            Ender::Client if txn.phase != b'R' => Some((Fe::ClientAborts, Sv::ClientAborts)),
-            Ender::Server if txn.phase == b'D' => None,
-            _ => None,
-        };
-        if let Some((f, sv)) = aborted {
-            stats.frontends[self.frontend].add(f as usize, 1);
-            if let Some(s) = server {
-                s.add(sv as usize, 1);
-            }
+        self.shard
+            .record(self.frontend, &self.txn, ender, self.log.as_deref_mut());
+        if let Some(log) = self.log.as_mut() {
+            log.request_line_len = 0;
         }
-        if ender == Ender::Server && txn.phase == b'D' {
-            if let Some(s) = server {
-                s.add(Sv::ServerAborts as usize, 1);
-            }
-        }
-        let tt = stats.finish(self.frontend, txn, now);
-        let Some(log) = self.log.as_mut() else {
-            return;
-        };
-        let backend = txn.backend.map(|b| &shard.backends[b]);
-        let server_state = backend.zip(txn.server).map(|(b, s)| &b.servers[s]);
-        let clamp = |us: Option<u64>| us.map(|u| u.min(u64::from(u32::MAX)) as u32);
-        log.start_unix_us = stats.clock.unix_us(txn.start);
-        log.backend = txn.backend.map(|b| b as u16);
-        log.server = txn.server.map(|s| s as u16);
-        log.http = true;
-        log.tq = clamp(txn.tq);
-        log.tw = clamp(txn.tw);
-        log.tc = clamp(txn.tc);
-        log.tr = clamp(txn.tr);
-        log.tt = tt;
-        log.status = txn.status;
-        log.bytes_in = txn.bytes_in;
-        log.bytes_out = txn.bytes_out;
-        log.term = crate::stats::term(ender, txn.phase);
-        log.retries = txn.retries;
-        log.conns = [
-            shard.counters.active.get() as u32,
-            stats.frontends[self.frontend].get(Fe::CurrentSessions as usize) as u32,
-            backend.map_or(0, |b| b.servers.iter().map(|s| s.active()).sum()),
-            server_state.map_or(0, |s| s.active()),
-        ];
-        stats.log(**log);
-        log.request_line_len = 0;
     }
 
     /// The backend for the current request: the first matching route, else the
@@ -1263,10 +1214,6 @@ impl Session {
         .await;
         self.txn.bytes_in += bytes.client_to_server;
         self.txn.bytes_out += bytes.server_to_client;
-        if ender == Ender::Down {
-            let stats = self.shard.stats.server(server.backend, Some(server.server));
-            stats.add(Sv::Killed as usize, 1);
-        }
         shard.http_buffers.give(server.conn.into_buffer());
         ender
     }

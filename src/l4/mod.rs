@@ -22,7 +22,7 @@ use glommio::net::TcpStream;
 
 use crate::config::{Backend, Frontend, KeyKind, Observe};
 use crate::stats::log::LogRecord;
-use crate::stats::{micros, Ender, Fe, Sv, Txn};
+use crate::stats::{micros, Ender, Sv, Txn};
 use crate::upstream::balance::hash_ip;
 use crate::upstream::{ActiveSlot, BackendState, ServerState, TriedSet};
 use crate::worker::Shard;
@@ -71,56 +71,15 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
     record(&shard, frontend, &txn, ender, peer);
 }
 
-/// Records a finished tcp session: statistics, and the access log when it is on.
+/// Records a finished tcp session: statistics, and the access log line (with the client's
+/// address) when the log is on.
 fn record(shard: &Shard, frontend: usize, txn: &Txn, ender: Ender, peer: Option<SocketAddr>) {
-    let stats = &shard.stats;
-    let server = txn.backend.map(|b| stats.server(b, txn.server));
-    match ender {
-        Ender::Client if txn.phase == b'D' => {
-            stats.frontends[frontend].add(Fe::ClientAborts as usize, 1);
-            if let Some(s) = server {
-                s.add(Sv::ClientAborts as usize, 1);
-            }
-        }
-        Ender::Server if txn.phase == b'D' => {
-            if let Some(s) = server {
-                s.add(Sv::ServerAborts as usize, 1);
-            }
-        }
-        Ender::Down => {
-            if let Some(s) = server {
-                s.add(Sv::Killed as usize, 1);
-            }
-        }
-        _ => {}
-    }
-    let tt = stats.finish(frontend, txn, Instant::now());
-    if !stats.logging() {
-        return;
-    }
-    let mut log = LogRecord::new(frontend as u16);
-    let clamp = |us: Option<u64>| us.map(|u| u.min(u64::from(u32::MAX)) as u32);
-    log.client = peer;
-    log.start_unix_us = stats.clock.unix_us(txn.start);
-    log.backend = txn.backend.map(|b| b as u16);
-    log.server = txn.server.map(|s| s as u16);
-    log.tw = clamp(txn.tw);
-    log.tc = clamp(txn.tc);
-    log.tt = tt;
-    log.bytes_in = txn.bytes_in;
-    log.bytes_out = txn.bytes_out;
-    log.term = crate::stats::term(ender, txn.phase);
-    log.retries = txn.retries;
-    let backend = txn.backend.map(|b| &shard.backends[b]);
-    log.conns = [
-        shard.counters.active.get() as u32,
-        stats.frontends[frontend].get(Fe::CurrentSessions as usize) as u32,
-        backend.map_or(0, |b| b.servers.iter().map(|s| s.active()).sum()),
-        backend
-            .zip(txn.server)
-            .map_or(0, |(b, s)| b.servers[s].active()),
-    ];
-    stats.log(log);
+    let mut log = shard.stats.logging().then(|| {
+        let mut r = LogRecord::new(frontend as u16);
+        r.client = peer;
+        r
+    });
+    shard.record(frontend, txn, ender, log.as_mut());
 }
 
 /// Relays a prepared client/server pair until the tunnel ends (tcp mode, and http after

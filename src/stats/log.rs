@@ -114,6 +114,25 @@ impl LogRecord {
         len + n
     }
 
+    /// Fills in what `txn` knew when `ender` ended it after `tt` µs (the client, the
+    /// request line and the sessions open are the caller's).
+    pub fn fill(&mut self, txn: &super::Txn, tt: u64, ender: super::Ender, clock: &super::Clock) {
+        let clamp = |us: Option<u64>| us.map(|u| u.min(u64::from(u32::MAX)) as u32);
+        self.start_unix_us = clock.unix_us(txn.start);
+        self.backend = txn.backend.map(|b| b as u16);
+        self.server = txn.server.map(|s| s as u16);
+        self.tq = clamp(txn.tq);
+        self.tw = clamp(txn.tw);
+        self.tc = clamp(txn.tc);
+        self.tr = clamp(txn.tr);
+        self.tt = tt;
+        self.status = txn.status;
+        self.bytes_in = txn.bytes_in;
+        self.bytes_out = txn.bytes_out;
+        self.term = super::term(ender, txn.phase);
+        self.retries = txn.retries;
+    }
+
     /// The request line as stored (empty when none was set: tcp mode, or a request whose
     /// head could not be parsed).
     pub fn request_line(&self) -> &[u8] {

@@ -507,17 +507,33 @@ impl ShardStats {
         }
     }
 
-    /// Records a finished request (http mode) or session (tcp mode, `status` 0): counts
-    /// on its frontend and its server (or backend), its times when histograms are kept.
-    pub fn finish(&self, frontend: usize, txn: &Txn, now: Instant) -> u64 {
+    /// Records a finished request (http mode) or session (tcp mode, `status` 0) that
+    /// `ender` ended: counts on its frontend and its server (or backend), who cut it
+    /// short, its times when histograms are kept. Returns its total time (µs).
+    pub fn finish(&self, frontend: usize, txn: &Txn, ender: Ender, now: Instant) -> u64 {
         let tt = micros(txn.start, now);
         let fe = &self.frontends[frontend];
+        let sv = txn.backend.map(|b| self.server(b, txn.server));
+        let count = |counter: Sv| {
+            if let Some(sv) = sv {
+                sv.add(counter as usize, 1);
+            }
+        };
+        match ender {
+            // A client that left before its request was whole aborted nothing.
+            Ender::Client if txn.phase != b'R' => {
+                fe.add(Fe::ClientAborts as usize, 1);
+                count(Sv::ClientAborts);
+            }
+            Ender::Server if txn.phase == b'D' => count(Sv::ServerAborts),
+            Ender::Down => count(Sv::Killed),
+            _ => {}
+        }
         fe.add(Fe::BytesIn as usize, txn.bytes_in);
         fe.add(Fe::BytesOut as usize, txn.bytes_out);
         if txn.status != 0 {
             fe.add(Fe::Resp1xx as usize + class_offset(txn.status), 1);
         }
-        let sv = txn.backend.map(|b| self.server(b, txn.server));
         if let Some(sv) = sv {
             sv.add(Sv::Requests as usize, 1);
             sv.add(Sv::BytesIn as usize, txn.bytes_in);

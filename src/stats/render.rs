@@ -107,41 +107,24 @@ fn label(out: &mut String, value: &str) {
     }
 }
 
-/// Labels of each entity of one kind, rendered once: `frontend="web"`.
-fn labels_of(report: &Report<'_>, entity: &str) -> Vec<String> {
-    let c = report.config;
-    let mut all = Vec::new();
-    match entity {
-        "frontend" => {
-            for f in &c.frontends {
-                let mut s = String::from("frontend=\"");
-                label(&mut s, &f.name);
-                s.push('"');
-                all.push(s);
-            }
+/// A label set, rendered once: `backend="b",server="s1"`.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (i, (key, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
         }
-        "backend" => {
-            for b in &c.backends {
-                let mut s = String::from("backend=\"");
-                label(&mut s, &b.name);
-                s.push('"');
-                all.push(s);
-            }
-        }
-        _ => {
-            for b in &c.backends {
-                for sv in &b.servers {
-                    let mut s = String::from("backend=\"");
-                    label(&mut s, &b.name);
-                    s.push_str("\",server=\"");
-                    label(&mut s, &sv.name);
-                    s.push('"');
-                    all.push(s);
-                }
-            }
-        }
+        s.push_str(key);
+        s.push_str("=\"");
+        label(&mut s, value);
+        s.push('"');
     }
-    all
+    s
+}
+
+/// The status class a counter of a set counts (`2xx` of `responses_2xx_total`), if any.
+fn class_code(counter: &str) -> Option<&str> {
+    counter.strip_prefix("responses_")?.strip_suffix("_total")
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -160,12 +143,7 @@ fn prom_counters<const N: usize>(
 ) {
     let mut responses_done = false;
     for (i, f) in fields.iter().enumerate() {
-        if let Some(code) = f
-            .name
-            .strip_prefix("responses_")
-            .and_then(|r| r.strip_suffix("_total"))
-        {
-            let _ = code;
+        if class_code(f.name).is_some() {
             if responses_done {
                 continue;
             }
@@ -174,14 +152,9 @@ fn prom_counters<const N: usize>(
             header(out, &name, "counter", f.help);
             for (l, v) in labels.iter().zip(values) {
                 for (j, g) in fields.iter().enumerate() {
-                    let Some(code) = g
-                        .name
-                        .strip_prefix("responses_")
-                        .and_then(|r| r.strip_suffix("_total"))
-                    else {
-                        continue;
-                    };
-                    let _ = writeln!(out, "{name}{{{l},code=\"{code}\"}} {}", v[j]);
+                    if let Some(code) = class_code(g.name) {
+                        let _ = writeln!(out, "{name}{{{l},code=\"{code}\"}} {}", v[j]);
+                    }
                 }
             }
             continue;
@@ -274,7 +247,12 @@ pub fn prometheus(r: &Report<'_>) -> String {
     );
     let _ = writeln!(out, "ringproxy_log_dropped_total {}", v.log_dropped);
 
-    let fe_labels = labels_of(r, "frontend");
+    let c = r.config;
+    let fe_labels: Vec<String> = c
+        .frontends
+        .iter()
+        .map(|f| labels(&[("frontend", &f.name)]))
+        .collect();
     let fe_values: Vec<&[u64; Fe::COUNT]> = v.frontends.iter().map(|f| &f.values).collect();
     prom_counters(&mut out, "frontend", Fe::FIELDS, &fe_labels, &fe_values);
     let fe_max: Vec<(String, f64)> = fe_labels
@@ -291,7 +269,11 @@ pub fn prometheus(r: &Report<'_>) -> String {
     let fe_timers: Vec<&[PhaseView; 4]> = v.frontends.iter().map(|f| &f.timers).collect();
     prom_timers(&mut out, "frontend", &fe_labels, &fe_timers);
 
-    let be_labels = labels_of(r, "backend");
+    let be_labels: Vec<String> = c
+        .backends
+        .iter()
+        .map(|b| labels(&[("backend", &b.name)]))
+        .collect();
     let be_values: Vec<&[u64; Sv::COUNT]> = v.backends.iter().map(|b| &b.sums.values).collect();
     prom_counters(&mut out, "backend", Sv::FIELDS, &be_labels, &be_values);
     let rows = |f: &dyn Fn(&BackendView) -> f64| -> Vec<(String, f64)> {
@@ -316,7 +298,15 @@ pub fn prometheus(r: &Report<'_>) -> String {
     let be_timers: Vec<&[PhaseView; 4]> = v.backends.iter().map(|b| &b.sums.timers).collect();
     prom_timers(&mut out, "backend", &be_labels, &be_timers);
 
-    let sv_labels = labels_of(r, "server");
+    let sv_labels: Vec<String> = c
+        .backends
+        .iter()
+        .flat_map(|b| {
+            b.servers
+                .iter()
+                .map(|s| labels(&[("backend", &b.name), ("server", &s.name)]))
+        })
+        .collect();
     let servers: Vec<(&SvView, &ServerRow)> = v
         .backends
         .iter()

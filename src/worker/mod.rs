@@ -133,6 +133,34 @@ impl Shard {
         }
     }
 
+    /// Records a finished request (http) or session (tcp) that `ender` ended: its
+    /// statistics, and its access log line when the log is on (`log`: the record begun
+    /// for it, holding the client and the request line).
+    pub fn record(
+        &self,
+        frontend: usize,
+        txn: &crate::stats::Txn,
+        ender: crate::stats::Ender,
+        log: Option<&mut crate::stats::log::LogRecord>,
+    ) {
+        let stats = &self.stats;
+        let tt = stats.finish(frontend, txn, ender, Instant::now());
+        let Some(log) = log else {
+            return;
+        };
+        log.fill(txn, tt, ender, &stats.clock);
+        let backend = txn.backend.map(|b| &self.backends[b]);
+        log.conns = [
+            self.counters.active.get() as u32,
+            stats.frontends[frontend].get(Fe::CurrentSessions as usize) as u32,
+            backend.map_or(0, |b| b.servers.iter().map(|s| s.active()).sum()),
+            backend
+                .zip(txn.server)
+                .map_or(0, |(b, s)| b.servers[s].active()),
+        ];
+        stats.log(*log);
+    }
+
     /// Passive checks: records one outcome of live traffic to `server`; at its
     /// `error_limit` errors in a row, tells the server's owning shard.
     pub fn observe(&self, server: &crate::upstream::ServerState, layer: Observe, ok: bool) {
