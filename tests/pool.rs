@@ -631,3 +631,82 @@ fn read_head_only(c: &mut Client) -> String {
     r.body = c.bytes(100);
     r.head
 }
+
+/// A pooled server connection opened for a frontend that copies bodies, then taken by a
+/// frontend that splices them: the splice must never block the shard while the server
+/// pauses mid-body (it did, when only splicing frontends made their server sockets
+/// non-blocking). Another client of the same shard is answered during the pause.
+#[test]
+fn a_pooled_connection_taken_by_a_splicing_frontend_never_blocks_the_shard() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const HALF: usize = 100_000;
+    let resumed = Arc::new(AtomicBool::new(false));
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let origin = {
+        let resumed = Arc::clone(&resumed);
+        recording_server(move |c| {
+            while let Ok(Some(req)) = read_request(c) {
+                if req.start_line().starts_with("GET /big ") {
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 2 * HALF);
+                    let _ = c.write_all(head.as_bytes());
+                    let _ = c.write_all(&vec![b'a'; HALF]);
+                    // Pause mid-body until the test says so (bounded).
+                    let _ = release_rx
+                        .lock()
+                        .unwrap()
+                        .recv_timeout(Duration::from_secs(10));
+                    resumed.store(true, Ordering::SeqCst);
+                    let _ = c.write_all(&vec![b'b'; HALF]);
+                } else if c.write_all(&ok("small")).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let toml = format!(
+        "{GLOBAL}\n[[frontend]]\nname = \"copy\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\nsplice = false\n\n\
+         [[frontend]]\nname = \"splice\"\nbind = [\"127.0.0.1:0\"]\nmode = \"http\"\nbackend = \"b\"\nsplice = true\n\n\
+         [[backend]]\nname = \"b\"\nmode = \"http\"\nhttp_reuse = \"always\"\n{}",
+        servers_toml(&[origin.addr])
+    );
+    let running = proxy(&toml);
+    let (copy, splice) = (running.frontend_addrs(0)[0], running.frontend_addrs(1)[0]);
+
+    // The copying frontend opens the server connection, which goes to the pool.
+    let mut first = Client::new(copy);
+    assert_eq!(first.exchange(get("/small")).status(), 200);
+    drop(first);
+    assert!(eventually(IO_TIMEOUT, || origin.finished() == 0
+        && origin.accepted() == 1));
+
+    // The splicing frontend takes it for a large body; the server pauses halfway.
+    let mut big = Client::new(splice);
+    big.send(get("/big"));
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 65536];
+    while seen.len() < HALF {
+        let n = std::io::Read::read(&mut big.stream, &mut buf).expect("first half");
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        origin.accepted(),
+        1,
+        "the big request reused the pooled connection"
+    );
+
+    // Meanwhile another client of the (only) shard is answered.
+    let mut other = Client::new(copy);
+    assert_eq!(other.exchange(get("/small")).status(), 200);
+    assert!(
+        !resumed.load(Ordering::SeqCst),
+        "the shard answered only once the server resumed: it was blocked"
+    );
+    release_tx.send(()).unwrap();
+    let head = find(&seen, b"\r\n\r\n").expect("a head") + 4;
+    let rest = big.bytes(2 * HALF - (seen.len() - head));
+    assert!(rest.ends_with(b"bbb"), "the whole body came");
+    running.shutdown();
+}

@@ -302,11 +302,27 @@ pub async fn splice_exact(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Wait until the source has bytes without taking them: they go through the
                 // pipe on the next turn.
+                // glommio's peek ignores the read timeout: the wait is bounded here.
                 let mut probe = [0u8; 1];
-                match src.stream.peek(&mut probe).await {
-                    Ok(0) => return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into())),
-                    Ok(_) => {}
-                    Err(e) => return Err(BodyError::Source(e.into())),
+                let bound = src.stream.read_timeout();
+                let peeked = futures_lite::future::or(
+                    async { Some(src.stream.peek(&mut probe).await) },
+                    async {
+                        match bound {
+                            Some(t) => glommio::timer::sleep(t).await,
+                            None => futures_lite::future::pending::<()>().await,
+                        }
+                        None
+                    },
+                )
+                .await;
+                match peeked {
+                    None => return Err(BodyError::Source(io::ErrorKind::TimedOut.into())),
+                    Some(Ok(0)) => {
+                        return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into()))
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(BodyError::Source(e.into())),
                 }
             }
             Err(e) => return Err(BodyError::Source(e)),

@@ -43,13 +43,14 @@ use glommio::net::TcpStream;
 use super::body::{self, BodyError, Coding, Conn};
 use super::cookie;
 use super::head::{self, Body, Limits, Method, Parsed, Version};
+use super::pool;
 use super::rewrite::{self, Connection, Framing, RequestExtras, ResponseCookie};
 use crate::config::{Balance, CookieMode, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
 use crate::stats::log::LogRecord;
 use crate::stats::{micros, Ender, Fe, Sv, Txn};
 use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
-use crate::upstream::{ActiveSlot, NoSlot, TriedSet};
+use crate::upstream::{ActiveSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
 use crate::worker::Shard;
 
@@ -197,27 +198,24 @@ fn server_error(status: u16) -> bool {
 /// Serves one accepted http-mode client to the end.
 pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let fe = &shard.config.frontends[frontend];
-    let _ = stream.set_nodelay(true);
-    if fe.splice
-        && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&stream)).is_err()
-    {
+    if crate::l4::prepare(&stream, fe.splice).is_err() {
         return;
     }
     let _ = stream.set_write_timeout(Some(fe.timeout_client));
-    // Only X-Forwarded-For needs the peer: no getpeername otherwise.
-    let peer = fe
-        .http
-        .forward_for
-        .as_ref()
-        .and_then(|_| stream.peer_addr().ok())
-        .map(|a| a.ip());
+    // The client's address, asked of the kernel once, and only when X-Forwarded-For or
+    // the access log needs it (`balance = "source"` asks later, if still unknown).
+    let logging = shard.stats.logging();
+    let client = (fe.http.forward_for.is_some() || logging)
+        .then(|| stream.peer_addr().ok())
+        .flatten();
+    let peer = client.map(|a| a.ip());
     let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
     let abort = shard.abort.register();
     let using = Rc::new(Cell::new(None));
     let accepted = Instant::now();
-    let log = shard.stats.logging().then(|| {
+    let log = logging.then(|| {
         let mut r = Box::new(LogRecord::new(frontend as u16));
-        r.client = stream.peer_addr().ok();
+        r.client = client;
         r.http = true;
         r
     });
@@ -252,8 +250,6 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
                 return std::task::Poll::Ready(End::Close);
             }
             if watch.poll_killed(using.get(), cx) {
-                let c = &shard.counters;
-                c.sessions_killed.set(c.sessions_killed.get() + 1);
                 stopped_by.set(Some(Ender::Down));
                 return std::task::Poll::Ready(End::Close);
             }
@@ -264,14 +260,23 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     drop(watch);
     // A request still open ended without an answer: cut short by the client, or stopped.
     s.finish(stopped_by.get().unwrap_or(Ender::Client));
-    if end != End::Tunnel {
-        s.close_client(end == End::Linger).await;
-    }
     // Still in an exchange (the shard's grace period ended it): the server may be
     // sending.
     let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
     s.drop_server(mid_exchange);
-    shard.http_buffers.give(s.client.into_buffer());
+    let (stream, buf) = s.client.into_parts();
+    shard.http_buffers.give(buf);
+    match end {
+        // The tunnel closed both sides itself.
+        End::Tunnel => {}
+        End::Close => pool::close_clean(stream),
+        // FIN, then read and discard what the client still sends (bounded), so that it
+        // reads the last response before the socket is closed.
+        End::Linger => {
+            let _ = crate::l4::splice::shutdown_write(std::os::fd::AsRawFd::as_raw_fd(&stream));
+            pool::drain(stream, LINGER_TIME, LINGER_BYTES).await;
+        }
+    }
 }
 
 impl Session {
@@ -284,8 +289,6 @@ impl Session {
             if let Err(end) = self.read_request().await {
                 return end;
             }
-            let c = &self.shard.counters;
-            c.http_requests.set(c.http_requests.get() + 1);
             self.shard.stats.frontends[self.frontend].add(Fe::Requests as usize, 1);
             self.served += 1;
             match self.exchange().await {
@@ -391,8 +394,6 @@ impl Session {
 
     /// [`Session::refuse`], recording who ended the exchange (`ender`).
     async fn refuse_by(&mut self, ender: Ender, status: u16, detail: &str) -> End {
-        let c = &self.shard.counters;
-        c.http_errors.set(c.http_errors.get() + 1);
         if (400..500).contains(&status) {
             self.shard.stats.frontends[self.frontend].add(Fe::RequestErrors as usize, 1);
         }
@@ -678,16 +679,15 @@ impl Session {
                 Failure::Status | Failure::ClientGone => {}
                 _ => failed_on.add(Sv::ResponseErrors as usize, 1),
             }
-            if race {
+            let elsewhere = if race {
                 race_retry = false;
+                false
             } else if can_replay && listed && pick.budget > 0 {
                 pick.budget -= 1;
                 let servers = shard.backends[backend].servers.len();
                 pick.tried.insert(index, servers);
                 // Elsewhere unless every server was tried (then the round starts over).
-                if pick.tried.contains(index) {
-                    failed_on.add(Sv::Redispatches as usize, 1);
-                }
+                pick.tried.contains(index)
             } else {
                 let (ender, status, detail) = match failure {
                     Failure::Send { .. } => (Ender::Server, 502, "the server connection failed"),
@@ -702,12 +702,10 @@ impl Session {
                     }
                 };
                 return Err(self.refuse_by(ender, status, detail).await);
-            }
-            failed_on.add(Sv::Retries as usize, 1);
-            self.txn.retries = self.txn.retries.saturating_add(1);
-            PoolCounters::add(&counters.retried);
-            let c = &shard.counters;
-            c.http_retries.set(c.http_retries.get() + 1);
+            };
+            shard
+                .stats
+                .retried(&mut self.txn, backend, index, elsewhere);
             fresh = true;
         }
         if let Some(total) = held {
@@ -935,10 +933,13 @@ impl Session {
         method: Method,
         client_version: Version,
     ) -> Result<(), Failure> {
-        let timeout = {
+        // Set once, before anything: the head (and then the body) may already be buffered,
+        // and `await_continue` may have left a shorter bound.
+        {
             let server = self.server.as_ref().expect("held");
-            self.shard.config.backends[server.backend].timeout_server
-        };
+            let timeout = self.shard.config.backends[server.backend].timeout_server;
+            let _ = server.conn.stream.set_read_timeout(Some(timeout));
+        }
         let mut any = false;
         loop {
             let server = self.server.as_mut().expect("held");
@@ -963,7 +964,6 @@ impl Session {
                 }
             }
             let server = self.server.as_mut().expect("held");
-            let _ = server.conn.stream.set_read_timeout(Some(timeout));
             match server.conn.fill().await {
                 Ok(0) if !any => return Err(Failure::Empty),
                 Ok(0) => return Err(Failure::Invalid),
@@ -1038,16 +1038,7 @@ impl Session {
                     Err(no) => {
                         state.no_server.set(state.no_server.get() + 1);
                         self.add_wait(waiting);
-                        let (ender, detail) = match no {
-                            NoSlot::NoServer => (Ender::Server, "no server is available"),
-                            NoSlot::QueueFull => {
-                                (Ender::Proxy, "every server is full and the queue too")
-                            }
-                            NoSlot::QueueTimeout => (
-                                Ender::ServerTimeout,
-                                "no server was free within timeout_queue",
-                            ),
-                        };
+                        let (ender, detail) = no.ender();
                         return Err(self.refuse_by(ender, 503, detail).await);
                     }
                 },
@@ -1076,13 +1067,9 @@ impl Session {
             match crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await {
                 Some(stream) => {
                     self.txn.tc = Some(micros(connecting, Instant::now()));
-                    let _ = stream.set_nodelay(true);
-                    if self.frontend().splice
-                        && crate::l4::splice::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(
-                            &stream,
-                        ))
-                        .is_err()
-                    {
+                    // Always ready for splice: a pooled connection serves every frontend of
+                    // the backend, and some may splice.
+                    if crate::l4::prepare(&stream, true).is_err() {
                         return Err(self.refuse(503, "no server is available").await);
                     }
                     let _ = stream.set_write_timeout(Some(be.timeout_server));
@@ -1100,12 +1087,10 @@ impl Session {
                     tried.insert(index, state.servers.len());
                     if be.http.retry_on.conn_failure && *budget > 0 {
                         *budget -= 1;
-                        let failed_on = shard.stats.server(backend, Some(index));
-                        failed_on.add(Sv::Retries as usize, 1);
-                        if tried.contains(index) {
-                            failed_on.add(Sv::Redispatches as usize, 1);
-                        }
-                        self.txn.retries = self.txn.retries.saturating_add(1);
+                        let elsewhere = tried.contains(index);
+                        shard
+                            .stats
+                            .retried(&mut self.txn, backend, index, elsewhere);
                         continue;
                     }
                     state.no_server.set(state.no_server.get() + 1);
@@ -1216,31 +1201,6 @@ impl Session {
         self.txn.bytes_out += bytes.server_to_client;
         shard.http_buffers.give(server.conn.into_buffer());
         ender
-    }
-
-    /// Closes the client connection with FIN; with `linger`, first reads and discards
-    /// what the client still sends (bounded), so that it reads the last response before
-    /// the socket is closed.
-    async fn close_client(&mut self, linger: bool) {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.client.stream);
-        let _ = crate::l4::splice::shutdown_write(fd);
-        if !linger {
-            return;
-        }
-        let start = Instant::now();
-        let mut discarded = 0;
-        while discarded < LINGER_BYTES {
-            let left = LINGER_TIME.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                break;
-            }
-            let _ = self.client.stream.set_read_timeout(Some(left));
-            self.client.consume(self.client.data().len());
-            match self.client.fill().await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
-            }
-        }
     }
 }
 

@@ -6,8 +6,9 @@
 //! [`relay`]. The session holds its place on the server ([`ActiveSlot`]) for as long as
 //! the tunnel lives, and the tunnel ends when the server's sessions are shut down (its
 //! `KillSignal`). A client for which no server can be reached is closed (with FIN) and
-//! counted on the backend. [`tunnel`] (relay under the tunnel timeouts, outcome counted) and
-//! [`connect`] are also what http mode uses for upgraded connections and server connects.
+//! counted on the backend. [`tunnel`] (relay under the tunnel timeouts, outcome returned),
+//! [`connect_to`] (one counted connection attempt) and [`prepare`] (socket options) are
+//! also what http mode uses for upgraded connections and server connects.
 
 pub mod relay;
 pub mod splice;
@@ -22,9 +23,9 @@ use glommio::net::TcpStream;
 
 use crate::config::{Backend, Frontend, KeyKind, Observe};
 use crate::stats::log::LogRecord;
-use crate::stats::{micros, Ender, Sv, Txn};
+use crate::stats::{micros, Ender, Txn};
 use crate::upstream::balance::hash_ip;
-use crate::upstream::{ActiveSlot, BackendState, ServerState, TriedSet};
+use crate::upstream::{ActiveSlot, BackendState, NoSlot, ServerState, TriedSet};
 use crate::worker::Shard;
 use relay::{Forwarding, RelayBytes, RelayEnd, RelayTimeouts, Side};
 
@@ -45,21 +46,15 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         Some(KeyKind::Source) => peer.map(|a| hash_ip(a.ip())),
         _ => None,
     };
-    let Some((mut server, slot)) = connect(&shard, backend, be, key, &mut txn).await else {
-        backend.no_server.set(backend.no_server.get() + 1);
-        record(&shard, frontend, &txn, Ender::Server, peer);
-        return;
+    let (mut server, slot) = match connect(&shard, backend, be, key, &mut txn).await {
+        Ok(connected) => connected,
+        Err(no) => {
+            backend.no_server.set(backend.no_server.get() + 1);
+            record(&shard, frontend, &txn, no.ender().0, peer);
+            return;
+        }
     };
-    let forwarding = if fe.splice {
-        Forwarding::Splice
-    } else {
-        Forwarding::Copy
-    };
-    if prepare(&client, forwarding).is_err() || prepare(&server, forwarding).is_err() {
-        shard
-            .counters
-            .relay_errors
-            .set(shard.counters.relay_errors.get() + 1);
+    if prepare(&client, fe.splice).is_err() || prepare(&server, fe.splice).is_err() {
         record(&shard, frontend, &txn, Ender::Proxy, peer);
         return;
     }
@@ -116,48 +111,35 @@ pub async fn tunnel(
         Some(&kill),
     )
     .await;
-    let c = &shard.counters;
-    c.bytes_in.set(c.bytes_in.get() + bytes.client_to_server);
-    c.bytes_out.set(c.bytes_out.get() + bytes.server_to_client);
     let ender = match end {
         RelayEnd::Closed => Ender::Normal,
-        RelayEnd::Timeout { half_closed } => {
-            c.relay_timeouts.set(c.relay_timeouts.get() + 1);
-            // A half-closed tunnel waits for the other side; an idle one for both.
-            match half_closed {
-                Some(Side::Client) => Ender::ServerTimeout,
-                _ => Ender::ClientTimeout,
-            }
-        }
-        RelayEnd::Error { side, .. } => {
-            c.relay_errors.set(c.relay_errors.get() + 1);
-            match side {
-                Side::Client => Ender::Client,
-                Side::Server => Ender::Server,
-            }
-        }
-        RelayEnd::Aborted => {
-            c.relay_aborted.set(c.relay_aborted.get() + 1);
-            Ender::Killed
-        }
-        RelayEnd::Killed => {
-            c.sessions_killed.set(c.sessions_killed.get() + 1);
-            Ender::Down
-        }
+        // A half-closed tunnel waits for the other side; an idle one for both.
+        RelayEnd::Timeout {
+            half_closed: Some(Side::Client),
+        } => Ender::ServerTimeout,
+        RelayEnd::Timeout { .. } => Ender::ClientTimeout,
+        RelayEnd::Error {
+            side: Side::Client, ..
+        } => Ender::Client,
+        RelayEnd::Error {
+            side: Side::Server, ..
+        } => Ender::Server,
+        RelayEnd::Aborted => Ender::Killed,
+        RelayEnd::Killed => Ender::Down,
     };
     (ender, bytes)
 }
 
 /// Connects to a server of `backend`: the first attempt plus up to `retries` more, each on
-/// a server not yet tried while one remains.
-/// The times, server and retries go into `txn`.
-pub async fn connect(
+/// a server not yet tried while one remains. The times, server and retries go into `txn`.
+/// `Err`: why no server took the session (every attempt failed: `NoServer`).
+async fn connect(
     shard: &Shard,
     backend: &BackendState,
     be: &Backend,
     key: Option<u64>,
     txn: &mut Txn,
-) -> Option<(TcpStream, ActiveSlot)> {
+) -> Result<(TcpStream, ActiveSlot), NoSlot> {
     let mut tried = TriedSet::default();
     for attempt in 0..=be.retries {
         txn.phase = b'Q';
@@ -165,29 +147,26 @@ pub async fn connect(
         let slot = backend.acquire_waiting(&tried, key, be.timeout_queue).await;
         let connecting = Instant::now();
         txn.tw = Some(txn.tw.unwrap_or(0) + micros(waiting, connecting));
-        let slot = slot.ok()?;
+        let slot = slot?;
         txn.server = Some(slot.index);
         txn.phase = b'C';
         match connect_to(shard, &slot.server, be.timeout_connect).await {
             Some(stream) => {
                 txn.tc = Some(micros(connecting, Instant::now()));
-                return Some((stream, slot));
+                return Ok((stream, slot));
             }
             None => {
                 tried.insert(slot.index, backend.servers.len());
                 if attempt < be.retries {
-                    let failed_on = shard.stats.server(txn.backend?, Some(slot.index));
-                    failed_on.add(Sv::Retries as usize, 1);
                     // Elsewhere unless every server was tried (the round starts over).
-                    if tried.contains(slot.index) {
-                        failed_on.add(Sv::Redispatches as usize, 1);
-                    }
-                    txn.retries = txn.retries.saturating_add(1);
+                    let elsewhere = tried.contains(slot.index);
+                    let backend = slot.server.backend;
+                    shard.stats.retried(txn, backend, slot.index, elsewhere);
                 }
             }
         }
     }
-    None
+    Err(NoSlot::NoServer)
 }
 
 /// One connection attempt to `server` within `timeout`, counted on the server (an
@@ -219,11 +198,11 @@ pub async fn connect_to(
     }
 }
 
-/// Socket options of both ends of a tunnel: no Nagle delay (the relay forwards what it
-/// has at once), and non-blocking descriptors for `splice`.
-fn prepare(stream: &TcpStream, forwarding: Forwarding) -> io::Result<()> {
+/// Socket options of a proxied connection (either side): no Nagle delay (what the proxy
+/// has is forwarded at once), and, for `splice`, a non-blocking descriptor.
+pub fn prepare(stream: &TcpStream, splice: bool) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    if forwarding == Forwarding::Splice {
+    if splice {
         splice::set_nonblocking(stream.as_raw_fd())?;
     }
     Ok(())

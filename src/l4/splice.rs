@@ -159,17 +159,11 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 
 /// Sets `O_NONBLOCK` on a socket (glommio's sockets are blocking; `splice` needs this).
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor we hold; no memory is passed.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_NONBLOCK == 0
-            && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO on a descriptor we hold reads one int we own for the call. One
+    // system call (fcntl would need F_GETFL then F_SETFL).
+    if unsafe { libc::ioctl(fd, libc::FIONBIO, &on) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -127,6 +127,8 @@ counter_set! {
             "Idle pooled connections closed by the proxy (pool_idle_timeout, surplus)."),
         PoolClosedByServer = ("pool_closed_by_server_total", Counter,
             "Idle pooled connections the server closed while they waited."),
+        UncleanCloses = ("unclean_closes_total", Counter,
+            "Server connections closed with unread input left: the only closes that may send an RST."),
         BytesIn = ("bytes_in_total", Counter, "Bytes received from clients for this server."),
         BytesOut = ("bytes_out_total", Counter, "Bytes sent to clients from this server."),
         CurrentSessions = ("current_sessions", Gauge, "Exchanges (tcp: sessions) using it now."),
@@ -559,6 +561,17 @@ impl ShardStats {
         tt
     }
 
+    /// Counts a retry of `txn` after it failed on `server` of `backend`: on that server, a
+    /// retry, and a redispatch when it goes `elsewhere` (another server is left to try).
+    pub fn retried(&self, txn: &mut Txn, backend: usize, server: usize, elsewhere: bool) {
+        let failed_on = self.server(backend, Some(server));
+        failed_on.add(Sv::Retries as usize, 1);
+        if elsewhere {
+            failed_on.add(Sv::Redispatches as usize, 1);
+        }
+        txn.retries = txn.retries.saturating_add(1);
+    }
+
     /// Pushes an access log record, if the access log is on (a full ring drops it).
     #[inline]
     pub fn log(&self, record: log::LogRecord) {
@@ -599,6 +612,7 @@ impl ShardStats {
                         v[Sv::PoolReused as usize] = s.pool.reused.get();
                         v[Sv::PoolExpired as usize] = s.pool.expired.get() + s.pool.evicted.get();
                         v[Sv::PoolClosedByServer as usize] = s.pool.closed_by_peer_idle.get();
+                        v[Sv::UncleanCloses as usize] = s.pool.unclean_closes.get();
                         v[Sv::CurrentSessions as usize] = u64::from(s.active());
                         sample.max_sessions = u64::from(s.max_active.get());
                         sample

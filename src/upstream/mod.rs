@@ -211,6 +211,22 @@ pub enum NoSlot {
     QueueTimeout,
 }
 
+impl NoSlot {
+    /// Who the statistics and the access log blame (HAProxy's termination letter), and
+    /// the detail of the 503 that answers it in http mode.
+    pub fn ender(self) -> (crate::stats::Ender, &'static str) {
+        use crate::stats::Ender;
+        match self {
+            NoSlot::NoServer => (Ender::Server, "no server is available"),
+            NoSlot::QueueFull => (Ender::Proxy, "every server is full and the queue too"),
+            NoSlot::QueueTimeout => (
+                Ender::ServerTimeout,
+                "no server was free within timeout_queue",
+            ),
+        }
+    }
+}
+
 impl BackendState {
     pub fn new(cfg: &Backend, backend_index: usize, shard: usize, shards: usize) -> Self {
         let queue = Rc::new(queue::Queue::default());

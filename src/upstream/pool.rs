@@ -171,8 +171,6 @@ impl<C> IdlePool<C> {
 pub struct PoolCounters {
     /// Requests sent on a connection that had served a request before.
     pub reused: Cell<u64>,
-    /// Requests sent again on a new connection after a failure.
-    pub retried: Cell<u64>,
     /// Idle connections the server closed (or sent bytes on) while they waited.
     pub closed_by_peer_idle: Cell<u64>,
     /// Idle connections closed for `pool_idle_timeout`, or as a surplus beyond

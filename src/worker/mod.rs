@@ -57,38 +57,14 @@ impl StopFlag {
     }
 }
 
-/// Counters of one shard (plain cells: only this shard writes them).
-#[derive(Debug, Default)]
-pub struct ShardCounters {
-    pub accepted: Cell<u64>,
-    pub accept_errors: Cell<u64>,
-    /// Sessions currently open on this shard.
-    pub active: Cell<u64>,
-    pub relay_timeouts: Cell<u64>,
-    pub relay_errors: Cell<u64>,
-    /// Sessions ended because the grace period after a stop was over.
-    pub relay_aborted: Cell<u64>,
-    /// Sessions closed because their server's sessions were shut down
-    /// (`on_marked_down = "shutdown-sessions"`, `on_marked_up`, the runtime API).
-    pub sessions_killed: Cell<u64>,
-    pub bytes_in: Cell<u64>,
-    pub bytes_out: Cell<u64>,
-    /// http mode: requests read whole.
-    pub http_requests: Cell<u64>,
-    /// http mode: error responses written by the proxy itself.
-    pub http_errors: Cell<u64>,
-    /// http mode: requests sent again on a fresh server connection after a kept one
-    /// failed before any response byte.
-    pub http_retries: Cell<u64>,
-}
-
 /// Everything one shard owns.
 pub struct Shard {
     pub id: usize,
     pub config: Arc<Config>,
     /// Indexed like `config.backends`.
     pub backends: Vec<Rc<BackendState>>,
-    pub counters: ShardCounters,
+    /// Sessions open on this shard (what a stop waits for).
+    pub active: Cell<u64>,
     /// Pipes and the scratch buffer the relays of this shard share.
     pub relay_buffers: crate::l4::splice::RelayBuffers,
     /// Input buffers of http connections, reused across connections.
@@ -121,7 +97,7 @@ impl Shard {
             id,
             config,
             backends,
-            counters: ShardCounters::default(),
+            active: Cell::new(0),
             relay_buffers: Default::default(),
             http_buffers: Default::default(),
             http_pools,
@@ -151,7 +127,7 @@ impl Shard {
         log.fill(txn, tt, ender, &stats.clock);
         let backend = txn.backend.map(|b| &self.backends[b]);
         log.conns = [
-            self.counters.active.get() as u32,
+            self.active.get() as u32,
             stats.frontends[frontend].get(Fe::CurrentSessions as usize) as u32,
             backend.map_or(0, |b| b.servers.iter().map(|s| s.active()).sum()),
             backend
@@ -235,19 +211,19 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
     // still running is told to stop, and ends on its next poll.
     let grace = shard.config.global.grace;
     let start = Instant::now();
-    while shard.counters.active.get() > 0 && start.elapsed() < grace {
+    while shard.active.get() > 0 && start.elapsed() < grace {
         glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
     }
-    if shard.counters.active.get() > 0 {
+    if shard.active.get() > 0 {
         eprintln!(
             "ringproxy: shard {}: grace period of {:?} over, closing {} session(s)",
             shard.id,
             grace,
-            shard.counters.active.get()
+            shard.active.get()
         );
         shard.abort.fire();
         // Sessions still connecting finish their (bounded) connect first.
-        while shard.counters.active.get() > 0 {
+        while shard.active.get() > 0 {
             glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
         }
     }
@@ -277,6 +253,8 @@ fn is_resource_exhaustion(e: &glommio::GlommioError<()>) -> bool {
 }
 
 async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener) {
+    // Accept errors so far: the first and every thousandth are reported.
+    let mut errors = 0u64;
     loop {
         let accepted = listener.accept().await;
         if shard.stopping.get() {
@@ -289,10 +267,9 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener) {
         match accepted {
             Ok(stream) => spawn_session(&shard, frontend, stream),
             Err(e) => {
-                let c = &shard.counters;
-                c.accept_errors.set(c.accept_errors.get() + 1);
+                errors += 1;
                 if is_resource_exhaustion(&e) {
-                    if c.accept_errors.get() == 1 || c.accept_errors.get().is_multiple_of(1000) {
+                    if errors == 1 || errors.is_multiple_of(1000) {
                         eprintln!("ringproxy: shard {}: accept: {e} (backing off)", shard.id);
                     }
                     glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -305,9 +282,7 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener) {
 fn spawn_session(shard: &Rc<Shard>, frontend: usize, stream: glommio::net::TcpStream) {
     let shard = Rc::clone(shard);
     glommio::spawn_local(async move {
-        let c = &shard.counters;
-        c.accepted.set(c.accepted.get() + 1);
-        c.active.set(c.active.get() + 1);
+        shard.active.set(shard.active.get() + 1);
         let fe = &shard.stats.frontends[frontend];
         fe.add(Fe::Sessions as usize, 1);
         fe.open(Fe::CurrentSessions as usize);
@@ -316,7 +291,7 @@ fn spawn_session(shard: &Rc<Shard>, frontend: usize, stream: glommio::net::TcpSt
             Mode::Http => crate::http::serve(Rc::clone(&shard), frontend, stream).await,
         }
         shard.stats.frontends[frontend].close(Fe::CurrentSessions as usize);
-        shard.counters.active.set(shard.counters.active.get() - 1);
+        shard.active.set(shard.active.get() - 1);
     })
     .detach();
 }
