@@ -179,17 +179,13 @@ impl Ctx<'_> {
             self.duration(h.fast_interval.as_ref(), &key("fast_interval"), interval)?;
         let down_interval =
             self.duration(h.down_interval.as_ref(), &key("down_interval"), interval)?;
-        for (value, k) in [
-            (&h.interval, "interval"),
-            (&h.fast_interval, "fast_interval"),
-            (&h.down_interval, "down_interval"),
+        for (value, parsed, k) in [
+            (&h.interval, interval, "interval"),
+            (&h.fast_interval, fast_interval, "fast_interval"),
+            (&h.down_interval, down_interval, "down_interval"),
         ] {
-            if let Some(v) = value {
-                if super::duration::parse_duration(v.get_ref())
-                    .is_ok_and(|d| d < default::INTERVAL_MIN)
-                {
-                    return self.err(v.span(), &key(k), "must be at least 10ms");
-                }
+            if let Some(v) = value.as_ref().filter(|_| parsed < default::INTERVAL_MIN) {
+                return self.err(v.span(), &key(k), "must be at least 10ms");
             }
         }
         let timeout = self.duration(h.timeout.as_ref(), &key("timeout"), interval)?;
@@ -402,10 +398,8 @@ impl Ctx<'_> {
             (1, default::COUNT_MAX),
             i64::from(default::ERROR_LIMIT),
         )? as u32;
-        let slowstart = match keys.slowstart {
-            None => Duration::ZERO,
-            Some(v) => self.duration(Some(v), "backend.server.slowstart", Duration::ZERO)?,
-        };
+        let slowstart =
+            self.duration(keys.slowstart, "backend.server.slowstart", Duration::ZERO)?;
         let mut check_addr = address;
         if let Some(a) = &s.check_address {
             check_addr = match a.get_ref().parse::<std::net::IpAddr>() {

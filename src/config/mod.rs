@@ -755,15 +755,18 @@ impl Ctx<'_> {
         key: &str,
         inherited: u32,
     ) -> Result<u32, ConfigError> {
-        let Some(v) = value else { return Ok(inherited) };
-        match *v.get_ref() {
-            n @ 0..=default::RETRIES_MAX => Ok(n as u32),
-            n => self.err(
-                v.span(),
-                key,
-                format!("{n} is out of range 0..={}", default::RETRIES_MAX),
-            ),
-        }
+        let range = (0, default::RETRIES_MAX);
+        Ok(self.int_in(value, key, range, inherited.into())? as u32)
+    }
+
+    /// A count bound such as `maxconn`: 0 (or absent) is no bound.
+    fn limit(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: &str,
+    ) -> Result<Option<NonZeroU32>, ConfigError> {
+        let n = self.int_in(value, key, (0, u32::MAX.into()), 0)?;
+        Ok(NonZeroU32::new(n as u32))
     }
 
     /// A key whose value is one of a few words: the value `choices` maps it to, or
@@ -1569,20 +1572,7 @@ impl Ctx<'_> {
             "backend.timeout_connect",
             d.timeout_connect,
         )?;
-        let maxqueue = match &b.maxqueue {
-            None => None,
-            Some(m) => match *m.get_ref() {
-                0 => None,
-                n @ 1..=0xFFFF_FFFF => NonZeroU32::new(n as u32),
-                n => {
-                    return self.err(
-                        m.span(),
-                        "backend.maxqueue",
-                        format!("{n} is out of range 0..=4294967295 (0 = unbounded)"),
-                    )
-                }
-            },
-        };
+        let maxqueue = self.limit(b.maxqueue.as_ref(), "backend.maxqueue")?;
         Ok(Backend {
             name: b.name.get_ref().clone(),
             mode,
@@ -1789,33 +1779,13 @@ impl Ctx<'_> {
                 "port 0 cannot be connected to",
             );
         }
-        let weight = match &s.weight {
-            None => default::WEIGHT,
-            Some(w) => match *w.get_ref() {
-                n @ 0..=default::WEIGHT_MAX => n as u32,
-                n => {
-                    return self.err(
-                        w.span(),
-                        "backend.server.weight",
-                        format!("{n} is out of range 0..={}", default::WEIGHT_MAX),
-                    )
-                }
-            },
-        };
-        let maxconn = match &s.maxconn {
-            None => None,
-            Some(m) => match *m.get_ref() {
-                0 => None,
-                n @ 1..=0xFFFF_FFFF => NonZeroU32::new(n as u32),
-                n => {
-                    return self.err(
-                        m.span(),
-                        "backend.server.maxconn",
-                        format!("{n} is out of range 0..=4294967295 (0 = unlimited)"),
-                    )
-                }
-            },
-        };
+        let weight = self.int_in(
+            s.weight.as_ref(),
+            "backend.server.weight",
+            (0, default::WEIGHT_MAX),
+            default::WEIGHT.into(),
+        )? as u32;
+        let maxconn = self.limit(s.maxconn.as_ref(), "backend.server.maxconn")?;
         let keys = health::HealthKeys::of_server(s, backend_health);
         Ok(Server {
             name: s.name.get_ref().clone(),

@@ -34,10 +34,7 @@ pub struct CookieSettings {
 
 /// A cookie name: an HTTP token.
 fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !text.is_empty() && text.bytes().all(super::is_token_byte)
 }
 
 /// A value that stays one cookie pair and leaves `~` to prefix mode.

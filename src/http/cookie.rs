@@ -2,11 +2,11 @@
 //! names, and the `Cookie` / `Set-Cookie` fields as they leave the proxy.
 //!
 //! Sans-IO: functions over field values and a reused output buffer. HAProxy's modes:
-//! - `insert`: the proxy sets `NAME=<server cookie>` on responses (with `indirect`, only
-//!   when the client did not already hold the right one, and the cookie is then removed
-//!   from requests so the application never sees it; with `nocache`, a response that
-//!   gets the cookie also gets `Cache-Control: private`). A server's own cookie of that
-//!   name is dropped.
+//! - `insert`: the proxy sets `NAME=<server cookie>` on responses unless the client
+//!   already holds the right one (with `indirect`, the cookie is also removed from
+//!   requests so the application never sees it; with `nocache`, a response that gets the
+//!   cookie also gets `Cache-Control: private`). A server's own cookie of that name is
+//!   dropped.
 //! - `rewrite`: the server sets `NAME=...`; the proxy replaces the value with the
 //!   server's cookie value.
 //! - `prefix`: the server's `NAME=v` becomes `NAME=<server cookie>~v` for the client,
@@ -15,23 +15,15 @@
 //! Cookie values never contain `;`, `,` or spaces (config-validated), so a pair is found
 //! by splitting on `;` and the separator `~` cannot be confused in prefix mode.
 
+use super::head::trim;
+use super::rewrite::write_field as field;
 use crate::config::{CookieMode, CookieSettings};
 
 /// The separator between the server's cookie and the application's value (`prefix`).
 pub const PREFIX_SEPARATOR: u8 = b'~';
 
-fn trim(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
-}
-
 /// The value of cookie `name` in one `Cookie` field value (`a=1; NAME=v; b=2`).
-pub fn find<'a>(field: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+fn find<'a>(field: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     field.split(|&b| b == b';').find_map(|pair| {
         let pair = trim(pair);
         let eq = pair.iter().position(|&b| b == b'=')?;
@@ -165,13 +157,6 @@ pub fn insert_fields(out: &mut Vec<u8>, settings: &CookieSettings, server_cookie
     if settings.nocache {
         out.extend_from_slice(b"Cache-Control: private\r\n");
     }
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@
 //! - HTTP/1.1 without `Host`, or with two: 400. `CONNECT`: 501.
 
 use std::mem::MaybeUninit;
-use std::ops::Range;
 
 /// Most header fields a message may have (the upper bound of `max_headers`).
 pub const MAX_HEADERS_LIMIT: usize = 1000;
@@ -49,10 +48,6 @@ impl Span {
 
     pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.start as usize..self.end as usize]
-    }
-
-    pub fn range(&self) -> Range<usize> {
-        self.start as usize..self.end as usize
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`chunked`]: the chunked coding, read incrementally.
 //! - [`rewrite`]: outgoing heads (hop-by-hop fields dropped, framing and `Connection`
 //!   written from the proxy's decisions) and the proxy's own error responses.
+//! - [`cookie`]: cookie stickiness: which server a request's cookie names, and the
+//!   `Cookie` / `Set-Cookie` fields as they leave the proxy.
 //! - [`body`]: buffered connections and the forwarding of one body (copy, chunked
 //!   decode/encode, or `splice(2)` for long bodies of known length).
 //! - [`session`]: one client connection, request after request: routing, reuse and
@@ -14,7 +16,7 @@
 //! - [`pool`]: the shard's idle server connections, shared by all its clients, watched
 //!   while idle, closed with a FIN.
 //!
-//! The first three are sans-IO and unit-tested on bytes; the session is tested through
+//! The first four are sans-IO and unit-tested on bytes; the session is tested through
 //! real sockets (`tests/http.rs`).
 
 pub mod body;

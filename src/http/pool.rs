@@ -8,8 +8,8 @@
 //! non-blocking read attempt registers the watcher task's waker on the socket's pending
 //! read poll (glommio keeps one armed after every short read), so a FIN, bytes or an
 //! error on an idle connection wakes the watcher, which closes it at once. The same
-//! attempt, made with no waker at checkout, proves a connection alive before a request
-//! goes on it. The watcher also closes connections idle for `pool_idle_timeout` and,
+//! attempt, made with no waker at checkout, finds no sign of death yet before a request
+//! goes on it (a FIN still in flight is covered by the session's free retry). The watcher also closes connections idle for `pool_idle_timeout` and,
 //! when the shard stops, every idle connection.
 //!
 //! Closing: a server connection is closed with `shutdown(SHUT_WR)` (a FIN) and then
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncRead, AsyncReadExt};
 use glommio::net::TcpStream;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, HttpReuse, Mode};
 use crate::upstream::pool::{Idle, IdlePool, PoolCounters, Want};
 use crate::upstream::ServerState;
 use crate::worker::Shard;
@@ -75,9 +75,12 @@ impl Pools {
         let pools = config
             .backends
             .iter()
-            .map(|b| match b.mode {
-                Mode::Http => b.servers.iter().map(|_| RefCell::default()).collect(),
-                Mode::Tcp => Vec::new(),
+            // Only http backends that reuse connections pool them.
+            .map(|b| match (b.mode, b.http.reuse) {
+                (Mode::Http, r) if r != HttpReuse::Never => {
+                    b.servers.iter().map(|_| RefCell::default()).collect()
+                }
+                _ => Vec::new(),
             })
             .collect();
         Pools {
@@ -104,7 +107,11 @@ impl Pools {
 
     /// Idle connections held for one server.
     pub fn idle(&self, backend: usize, server: usize) -> usize {
-        self.pools[backend][server].borrow().len()
+        // A backend that never reuses has no pools.
+        self.pools
+            .get(backend)
+            .and_then(|p| p.get(server))
+            .map_or(0, |p| p.borrow().len())
     }
 
     /// Takes a live idle connection to `server` that `want` allows; dead ones met on the
@@ -159,7 +166,7 @@ impl Pools {
                 return;
             }
         }
-        let max_idle = shard.config.backends[backend].http.pool_max_idle;
+        let max_idle = self.max_idle[backend];
         let evicted = self.pools[backend][server].borrow_mut().checkin(
             stream,
             uses,
@@ -332,16 +339,7 @@ pub async fn watch(shard: Rc<Shard>) {
                 futures_lite::future::poll_fn(|cx| pools.scan(&shard, cx)).await;
                 false
             },
-            futures_lite::future::or(
-                async {
-                    glommio::timer::sleep(wake.saturating_duration_since(now)).await;
-                    false
-                },
-                async {
-                    stopping.fired().await;
-                    true
-                },
-            ),
+            stopping.sleep(wake.saturating_duration_since(now)),
         )
         .await;
         if stop {

@@ -169,9 +169,14 @@ pub fn response_head_with(
 }
 
 fn field(out: &mut Vec<u8>, buf: &[u8], f: &Field) {
-    out.extend_from_slice(f.name.get(buf));
+    write_field(out, f.name.get(buf), f.value.get(buf));
+}
+
+/// Writes one header field line, `name: value` and CRLF.
+pub(super) fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
-    out.extend_from_slice(f.value.get(buf));
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -234,7 +239,7 @@ pub fn hex(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// The reason phrase of a status the proxy itself answers with.
-pub fn reason(status: u16) -> &'static str {
+fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         400 => "Bad Request",

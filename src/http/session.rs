@@ -13,8 +13,9 @@
 //! written to an HTTP/1.1 client only when the proxy closes after the response (the
 //! client asked, `keep_alive = "close"`, `max_keep_alive_requests`, the shard is
 //! stopping, or the response cannot be framed for it). Server side: kept while the
-//! server allows it, its response was framed (length or chunked), the mode is
-//! `keep-alive` and `pool_max_reuse` is not reached.
+//! server allows it, its response was framed (length or chunked) without ambiguity, the
+//! server took the whole request body, the mode is `keep-alive` and `pool_max_reuse` is
+//! not reached.
 //!
 //! Choosing the server: the one the client's persistence cookie names when it serves
 //! (`[backend.cookie]`), else the balancer (fed the hash key of `source`, `uri`,

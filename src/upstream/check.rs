@@ -1,5 +1,7 @@
 //! Health checks at run time: the probes, the owning shard's check loops, and what every
-//! shard does when a server's status changes.
+//! shard does with the mesh's messages about a server ([`on_message`]: its status, its
+//! administrative state, passive-check errors, a discovered address, an operator's weight
+//! or shutdown of its sessions).
 //!
 //! Owns the I/O side of health; the decisions are [`super::health`]'s. Each server is
 //! owned by one shard ([`super::owner_shard`]): only the owner probes it (so a server sees
@@ -113,18 +115,7 @@ async fn check_loop(shard: Rc<Shard>, b: usize, s: usize) {
             if now >= due {
                 break;
             }
-            let stop = futures_lite::future::or(
-                async {
-                    glommio::timer::sleep((due - now).min(CHECK_TICK)).await;
-                    false
-                },
-                async {
-                    stopping.fired().await;
-                    true
-                },
-            )
-            .await;
-            if stop {
+            if stopping.sleep((due - now).min(CHECK_TICK)).await {
                 return;
             }
         }

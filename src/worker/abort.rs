@@ -87,6 +87,21 @@ impl AbortHandle {
         })
         .await
     }
+
+    /// Sleeps for `d`, or less if the signal fires: true when it fired.
+    pub async fn sleep(&self, d: std::time::Duration) -> bool {
+        futures_lite::future::or(
+            async {
+                glommio::timer::sleep(d).await;
+                false
+            },
+            async {
+                self.fired().await;
+                true
+            },
+        )
+        .await
+    }
 }
 
 impl Drop for AbortHandle {
