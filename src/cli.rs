@@ -1,4 +1,5 @@
-//! The command line: `ringproxy [-c FILE]`, `check`, `origin`, and the demo.
+//! The command line: `ringproxy [-c FILE]`, `check`, `origin`, the demo, and the commands
+//! that talk to a running proxy through its admin socket: `status`, `stats`, `admin`.
 //!
 //! Owns argument parsing (clap), exit codes and what the user reads on the terminal.
 //! Exit codes: 0 after a clean stop or a valid `check`; 2 for a refused configuration;
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::origin::{self, OriginOptions};
@@ -60,17 +61,8 @@ pub enum Command {
     /// Print the state of every server of a running proxy, one line each (`web/s1 UP 3/3`),
     /// through its admin socket.
     Status {
-        /// The running proxy's configuration (its `[admin] socket` is used).
-        #[arg(
-            short = 'c',
-            long,
-            value_name = "FILE",
-            required_unless_present = "socket"
-        )]
-        config: Option<PathBuf>,
-        /// The admin socket itself.
-        #[arg(short = 's', long, value_name = "PATH")]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        target: AdminTarget,
         /// Only this backend's servers.
         #[arg(long, value_name = "NAME")]
         backend: Option<String>,
@@ -78,12 +70,8 @@ pub enum Command {
     /// Print the statistics table of a running proxy (frontends, servers, backends: sessions,
     /// rates, requests, responses, errors, bytes, recent p50/p99) through its admin socket.
     Stats {
-        /// The running proxy's configuration (its `[admin] socket` is used).
-        #[arg(short = 'c', long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// The admin socket itself (default /run/ringproxy.sock).
-        #[arg(short = 's', long, value_name = "PATH")]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        target: AdminTarget,
         /// Refresh the table every second until interrupted.
         #[arg(short = 'w', long)]
         watch: bool,
@@ -93,19 +81,24 @@ pub enum Command {
     },
     /// Send one runtime API command to a running proxy (e.g. `set server web/s1 state maint`; `help` lists them).
     Admin {
-        #[arg(
-            short = 'c',
-            long,
-            value_name = "FILE",
-            required_unless_present = "socket"
-        )]
-        config: Option<PathBuf>,
-        #[arg(short = 's', long, value_name = "PATH")]
-        socket: Option<PathBuf>,
+        #[command(flatten)]
+        target: AdminTarget,
         /// The command, as words.
         #[arg(required = true, trailing_var_arg = true)]
         command: Vec<String>,
     },
+}
+
+/// Which running proxy an admin command talks to: `--socket`, else the `[admin] socket`
+/// of `--config`, else /run/ringproxy.sock.
+#[derive(Debug, Args)]
+pub struct AdminTarget {
+    /// The running proxy's configuration (its `[admin] socket` is used).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The admin socket itself (default /run/ringproxy.sock).
+    #[arg(short = 's', long, value_name = "PATH")]
+    socket: Option<PathBuf>,
 }
 
 /// Entry point of the binary.
@@ -113,37 +106,22 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match (cli.command, cli.config) {
         (Some(Command::Check { config }), _) => check(&config),
-        (
-            Some(Command::Status {
-                config,
-                socket,
-                backend,
-            }),
-            _,
-        ) => {
+        (Some(Command::Status { target, backend }), _) => {
             let command = match backend {
                 Some(b) => format!("show servers state {b}"),
                 None => "show servers state".to_string(),
             };
-            admin_command(config.as_deref(), socket.as_deref(), &command)
+            admin_command(&target, &command)
         }
-        (
-            Some(Command::Admin {
-                config,
-                socket,
-                command,
-            }),
-            _,
-        ) => admin_command(config.as_deref(), socket.as_deref(), &command.join(" ")),
+        (Some(Command::Admin { target, command }), _) => admin_command(&target, &command.join(" ")),
         (
             Some(Command::Stats {
-                config,
-                socket,
+                target,
                 watch,
                 count,
             }),
             _,
-        ) => stats(config.as_deref(), socket.as_deref(), watch, count),
+        ) => stats(&target, watch, count),
         (
             Some(Command::Origin {
                 listen,
@@ -180,13 +158,10 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-/// Sends `command` to the admin socket (given, or the one `config` names) and prints the
-/// answer. Exit 1 when the proxy cannot be reached, 2 when the configuration is refused
-/// or names no socket.
-/// The admin socket: `--socket`, else the `[admin] socket` of `--config`, else the
-/// default path.
-fn admin_socket(config: Option<&Path>, socket: Option<&Path>) -> Result<PathBuf, ExitCode> {
-    match (socket, config) {
+/// The admin socket `target` names. Exit 2 when the configuration is refused or names
+/// no socket.
+fn admin_socket(target: &AdminTarget) -> Result<PathBuf, ExitCode> {
+    match (target.socket.as_deref(), target.config.as_deref()) {
         (Some(s), _) => Ok(s.to_path_buf()),
         (None, Some(c)) => match Config::load(c) {
             Ok(cfg) => cfg.admin.socket.ok_or_else(|| {
@@ -218,8 +193,10 @@ fn ask(path: &Path, command: &str) -> Result<String, ExitCode> {
     })
 }
 
-fn admin_command(config: Option<&Path>, socket: Option<&Path>, command: &str) -> ExitCode {
-    let answer = admin_socket(config, socket).and_then(|path| ask(&path, command));
+/// Sends `command` to the admin socket `target` names and prints the answer. Exit 1 when
+/// the proxy cannot be reached, 2 when the configuration is refused or names no socket.
+fn admin_command(target: &AdminTarget, command: &str) -> ExitCode {
+    let answer = admin_socket(target).and_then(|path| ask(&path, command));
     match answer {
         Ok(answer) => {
             print!("{answer}");
@@ -230,13 +207,8 @@ fn admin_command(config: Option<&Path>, socket: Option<&Path>, command: &str) ->
 }
 
 /// `ringproxy stats`: the table once, or every second with `--watch`.
-fn stats(
-    config: Option<&Path>,
-    socket: Option<&Path>,
-    watch: bool,
-    count: Option<u64>,
-) -> ExitCode {
-    let path = match admin_socket(config, socket) {
+fn stats(target: &AdminTarget, watch: bool, count: Option<u64>) -> ExitCode {
+    let path = match admin_socket(target) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -108,7 +108,7 @@ pub async fn tunnel(
         timeouts,
         &shard.relay_buffers,
         &abort,
-        Some(&kill),
+        &kill,
     )
     .await;
     let ender = match end {

@@ -95,7 +95,7 @@ pub async fn relay(
     timeouts: RelayTimeouts,
     buffers: &RelayBuffers,
     abort: &AbortHandle,
-    kill: Option<&KillRegistration<'_>>,
+    kill: &KillRegistration<'_>,
 ) -> (RelayEnd, RelayBytes) {
     let engines = match forwarding {
         Forwarding::Splice => match (Engine::splice(buffers), Engine::splice(buffers)) {
@@ -131,7 +131,7 @@ pub async fn relay(
 
 struct Relay<'a> {
     abort: &'a AbortHandle,
-    kill: Option<&'a KillRegistration<'a>>,
+    kill: &'a KillRegistration<'a>,
     buffers: &'a RelayBuffers,
     client: &'a mut TcpStream,
     server: &'a mut TcpStream,
@@ -172,7 +172,7 @@ impl Future for Relay<'_> {
         if this.abort.poll_fired(cx) {
             return Poll::Ready((RelayEnd::Aborted, this.bytes()));
         }
-        if this.kill.is_some_and(|k| k.poll_killed(cx)) {
+        if this.kill.poll_killed(cx) {
             return Poll::Ready((RelayEnd::Killed, this.bytes()));
         }
         let mut progressed = false;

@@ -1,12 +1,14 @@
 //! Per-core bootstrap: CPUs, listeners, one pinned glommio executor per shard, stop.
 //!
 //! Owns the threads. [`start`] does every fallible step it can on the calling thread first
-//! (CPU set, descriptor limit, binding every listener and the admin socket), builds the
-//! mesh of channels between them, then starts one executor thread per shard and waits
-//! until each has built its executor, so a startup failure is a [`StartError`] returned to
-//! the caller, never a panic in a thread. Then, when configured, the DNS discovery thread
-//! and the control thread of the runtime API. [`Running`] is the handle: the addresses
-//! actually bound, `stop`, `wait` (which joins every thread).
+//! (CPU set, descriptor limit, binding every listener, the admin socket and the stats
+//! listener, opening the access log), builds the mesh of channels and the statistics and
+//! log rings between them, starts the logger thread (when `[log] access` is set), then one
+//! executor thread per shard, and waits until each has built its executor, so a startup
+//! failure is a [`StartError`] returned to the caller, never a panic in a thread. Then,
+//! when configured, the DNS discovery thread and the control thread (runtime API,
+//! statistics). [`Running`] is the handle: the addresses actually bound, `stop`, `wait`
+//! (which joins every thread, the logger last).
 
 pub mod signals;
 pub mod sockets;
@@ -221,15 +223,18 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let admin_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     let control = admin.is_some() || http.is_some();
     let (meshes, control_link, outlets) = worker::mesh::build(shards, control);
-    let (mut publishers, snapshots): (Vec<_>, Vec<_>) = (0..shards)
+    // The statistics rings, when a control thread reads them.
+    let (publishers, snapshots): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| {
-            let (p, c) = crate::stats::ring::ring(SNAPSHOT_RING);
-            (Some(p), c)
+            if control {
+                let (p, c) = crate::stats::ring::ring(SNAPSHOT_RING);
+                (Some(p), Some(c))
+            } else {
+                (None, None)
+            }
         })
         .unzip();
-    if !control {
-        publishers.iter_mut().for_each(|p| *p = None);
-    }
+    let snapshots: Vec<_> = snapshots.into_iter().flatten().collect();
     let config = Arc::new(config);
     let mut log_producers: Vec<Option<_>> = (0..shards).map(|_| None).collect();
     let logger = match &config.log.access {
@@ -299,10 +304,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                     log_stop.request();
                     let _ = t.join();
                 }
-                return Err(StartError::Executor {
-                    shard: id,
-                    message: e.to_string(),
-                    hint: "",
+                return Err(StartError::Thread {
+                    name: "shard",
+                    source: e,
                 });
             }
         }
@@ -336,12 +340,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             }
         }
     }
-    match crate::upstream::discovery::start(
-        Arc::clone(&config),
-        outlets.shards,
-        outlets.control,
-        Arc::clone(&running.stop),
-    ) {
+    match crate::upstream::discovery::start(Arc::clone(&config), outlets, Arc::clone(&running.stop))
+    {
         Ok(handle) => running.discovery = handle,
         Err(e) => {
             running.shutdown();

@@ -32,7 +32,7 @@ const RING_POINTS_PER_WEIGHT: u32 = 100;
 const RING_POINTS_MAX: u64 = 1 << 16;
 
 /// What the balancer needs to know of one server at the moment of a pick.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Candidate {
     /// Effective weight: the configured one, or lower (e.g. during slow start); 0 takes no
     /// new session.

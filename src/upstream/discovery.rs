@@ -18,13 +18,12 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::worker::mesh::{ControlMsg, ShardMsg};
+use crate::worker::mesh::{ControlMsg, Outlets, ShardMsg};
 use crate::worker::StopFlag;
 
 /// How often the discovery thread looks at the stop flag.
@@ -99,8 +98,7 @@ struct Template {
 /// Starts the discovery thread when some server has `resolve`.
 pub fn start(
     config: Arc<Config>,
-    shards: Vec<Sender<ShardMsg>>,
-    control: Option<Sender<ControlMsg>>,
+    outlets: Outlets,
     stop: Arc<StopFlag>,
 ) -> io::Result<Option<JoinHandle<()>>> {
     let mut templates: HashMap<(usize, usize), Template> = HashMap::new();
@@ -135,20 +133,14 @@ pub fn start(
                 std::thread::sleep(POLL_INTERVAL);
                 for t in templates.iter_mut().filter(|t| Instant::now() >= t.next) {
                     t.next = Instant::now() + t.every;
-                    refresh(&config, t, hosts_file.as_deref(), &shards, control.as_ref());
+                    refresh(&config, t, hosts_file.as_deref(), &outlets);
                 }
             }
         })
         .map(Some)
 }
 
-fn refresh(
-    config: &Config,
-    t: &mut Template,
-    hosts_file: Option<&Path>,
-    shards: &[Sender<ShardMsg>],
-    control: Option<&Sender<ControlMsg>>,
-) {
+fn refresh(config: &Config, t: &mut Template, hosts_file: Option<&Path>, outlets: &Outlets) {
     let backend = &config.backends[t.backend];
     let resolved = match resolve(&t.host, t.port, hosts_file) {
         Ok(r) => {
@@ -181,20 +173,16 @@ fn refresh(
                 "at {a}"
             ))
         );
-        for s in shards {
-            let _ = s.send(ShardMsg::Address {
-                backend: t.backend,
-                server,
-                addr: *new,
-            });
-        }
-        if let Some(c) = control {
-            let _ = c.send(ControlMsg::Address {
-                backend: t.backend,
-                server,
-                addr: *new,
-            });
-        }
+        outlets.broadcast(ShardMsg::Address {
+            backend: t.backend,
+            server,
+            addr: *new,
+        });
+        outlets.to_control(ControlMsg::Address {
+            backend: t.backend,
+            server,
+            addr: *new,
+        });
     }
     t.slots = next;
 }

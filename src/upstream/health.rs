@@ -173,8 +173,8 @@ impl Health {
     pub fn record(&mut self, passed: bool) -> Option<Transition> {
         self.hurry = false;
         let was_up = self.status.up;
+        let top = self.top();
         let s = &mut self.status;
-        let top = s.rise + s.fall - 1;
         if passed {
             if s.health < top {
                 s.health += 1;

@@ -412,23 +412,12 @@ impl BackendState {
         // covers the common case without allocating per pick.
         const INLINE: usize = 32;
         let n = self.servers.len();
-        let mut inline = [Candidate {
-            weight: 0,
-            active: 0,
-            limit: None,
-        }; INLINE];
+        let mut inline = [Candidate::default(); INLINE];
         let mut heap = Vec::new();
         let candidates: &mut [Candidate] = if n <= INLINE {
             &mut inline[..n]
         } else {
-            heap.resize(
-                n,
-                Candidate {
-                    weight: 0,
-                    active: 0,
-                    limit: None,
-                },
-            );
+            heap.resize(n, Candidate::default());
             &mut heap
         };
         // Backups take traffic only while no primary is usable.

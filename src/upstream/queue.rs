@@ -58,10 +58,17 @@ impl Queue {
         self.waiters.borrow().front().is_some_and(|w| w.id == id)
     }
 
+    /// Where waiter `id` is: ids are given in increasing order and waiters only leave, so
+    /// the queue stays sorted by id.
+    fn position(waiters: &VecDeque<Waiter>, id: u64) -> Option<usize> {
+        waiters.binary_search_by_key(&id, |w| w.id).ok()
+    }
+
     /// Remembers the waker of waiter `id`.
     pub fn set_waker(&self, id: u64, waker: &Waker) {
         let mut waiters = self.waiters.borrow_mut();
-        if let Some(w) = waiters.iter_mut().find(|w| w.id == id) {
+        let pos = Self::position(&waiters, id);
+        if let Some(w) = pos.and_then(|p| waiters.get_mut(p)) {
             if !w.waker.as_ref().is_some_and(|x| x.will_wake(waker)) {
                 w.waker = Some(waker.clone());
             }
@@ -73,7 +80,7 @@ impl Queue {
     pub fn remove(&self, id: u64) {
         let was_head = {
             let mut waiters = self.waiters.borrow_mut();
-            let Some(pos) = waiters.iter().position(|w| w.id == id) else {
+            let Some(pos) = Self::position(&waiters, id) else {
                 return;
             };
             waiters.remove(pos);

@@ -94,6 +94,22 @@ pub struct Outlets {
     pub control: Option<Sender<ControlMsg>>,
 }
 
+impl Outlets {
+    /// Sends to every shard (one that has exited is skipped).
+    pub fn broadcast(&self, msg: ShardMsg) {
+        for s in &self.shards {
+            let _ = s.send(msg);
+        }
+    }
+
+    /// Sends to the control thread, if there is one.
+    pub fn to_control(&self, msg: ControlMsg) {
+        if let Some(c) = &self.control {
+            let _ = c.send(msg);
+        }
+    }
+}
+
 /// Builds the mesh of `shards` shards and, with `control`, the control thread's link.
 pub fn build(shards: usize, control: bool) -> (Vec<Mesh>, Option<ControlLink>, Outlets) {
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();

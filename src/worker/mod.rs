@@ -1,12 +1,13 @@
 //! A shard at work: its listeners, accept loops and sessions.
 //!
 //! Owns everything one shard holds: its `SO_REUSEPORT` listeners (one per frontend bind),
-//! its view of the backends, its counters. All of it lives in one executor thread and is
-//! shared between that thread's tasks with `Rc`/`Cell`, never with another thread. What
-//! crosses threads is the stop request ([`StopFlag`]) and the messages of the [`mesh`]
+//! its view of the backends, its statistics. All of it lives in one executor thread and
+//! is shared between that thread's tasks with `Rc`/`Cell`, never with another thread.
+//! What crosses threads is the stop request ([`StopFlag`]), the messages of the [`mesh`]
 //! (server status from its owning shard, operator commands, discovered addresses), both
-//! read on the shard's 50 ms control tick. The servers this shard owns are checked by its
-//! own tasks (`upstream::check`).
+//! read on the shard's 50 ms control tick, and the shard's statistics snapshots and
+//! access log records, pushed into its own lock-free rings ([`crate::stats`]). The
+//! servers this shard owns are checked by its own tasks (`upstream::check`).
 //!
 //! Stopping: the listeners are shut down (their pending accepts fail and the accept loops
 //! end) and `stopping_signal` fires (http connections idle between requests close, busy
