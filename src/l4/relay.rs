@@ -108,7 +108,7 @@ pub async fn relay(
         },
         Forwarding::Copy => None,
     };
-    let (up, down) = engines.unwrap_or_else(|| (Engine::copy(), Engine::copy()));
+    let (up, down) = engines.unwrap_or_else(|| (Engine::copy(buffers), Engine::copy(buffers)));
     let mut relay = Relay {
         abort,
         kill,
@@ -272,21 +272,23 @@ impl Engine {
     }
 
     /// Gives an empty pipe back to the pool; a pipe with bytes left in it is closed.
+    /// Gives the engine's pipe (only when empty) or buffer back to the shard.
     fn recycle(self, buffers: &RelayBuffers) {
-        if let Engine::Splice {
-            pipe,
-            in_pipe: 0,
-            held: None,
-            ..
-        } = self
-        {
-            buffers.put(pipe);
+        match self {
+            Engine::Splice {
+                pipe,
+                in_pipe: 0,
+                held: None,
+                ..
+            } => buffers.put(pipe),
+            Engine::Copy { buf, .. } => buffers.put_copy_buffer(buf),
+            Engine::Splice { .. } => {}
         }
     }
 
-    fn copy() -> Engine {
+    fn copy(buffers: &RelayBuffers) -> Engine {
         Engine::Copy {
-            buf: vec![0; COPY_BUFFER_BYTES].into_boxed_slice(),
+            buf: buffers.copy_buffer(COPY_BUFFER_BYTES),
             start: 0,
             end: 0,
         }

@@ -28,10 +28,12 @@ pub struct Pipe {
 
 /// What a shard's relays borrow instead of allocating per tunnel: spare, empty pipes
 /// (creating and closing two pipes per tunnel costs six syscalls; only pipes known to be
-/// empty come back) and one read buffer shared by every relay of the shard.
+/// empty come back), spare buffers of the copy engine, and one read buffer shared by
+/// every relay of the shard.
 #[derive(Debug, Default)]
 pub struct RelayBuffers {
     spare: std::cell::RefCell<Vec<Pipe>>,
+    spare_copy: std::cell::RefCell<Vec<Box<[u8]>>>,
     /// One read buffer for every relay of the shard: a relay poll reads into it and sends
     /// or pipes every byte before it returns, so nothing stays in it between polls.
     scratch: std::cell::RefCell<Vec<u8>>,
@@ -62,6 +64,22 @@ impl RelayBuffers {
         let mut spare = self.spare.borrow_mut();
         if spare.len() < PIPE_POOL_MAX {
             spare.push(pipe);
+        }
+    }
+
+    /// A buffer of `len` bytes for the copy engine (its contents are stale).
+    pub fn copy_buffer(&self, len: usize) -> Box<[u8]> {
+        match self.spare_copy.borrow_mut().pop() {
+            Some(b) if b.len() == len => b,
+            _ => vec![0; len].into_boxed_slice(),
+        }
+    }
+
+    /// Returns a copy engine's buffer for reuse (dropped past the bound).
+    pub fn put_copy_buffer(&self, buf: Box<[u8]>) {
+        let mut spare = self.spare_copy.borrow_mut();
+        if spare.len() < PIPE_POOL_MAX {
+            spare.push(buf);
         }
     }
 }
