@@ -82,6 +82,7 @@ fn without_health_keys_servers_are_unchecked_with_haproxy_defaults() {
         ServerHealth {
             check: false,
             check_addr: address,
+            check_address_set: false,
             on_marked_down: OnMarkedDown::Nothing,
             on_marked_up: OnMarkedUp::Nothing,
             slowstart: Duration::ZERO,
@@ -215,6 +216,7 @@ on_error = "fastinter"
         ServerHealth {
             check: true,
             check_addr: "127.0.0.2:9000".parse().unwrap(),
+            check_address_set: true,
             on_marked_down: OnMarkedDown::ShutdownSessions,
             on_marked_up: OnMarkedUp::ShutdownBackupSessions,
             slowstart: Duration::from_secs(30),
@@ -301,6 +303,7 @@ on_error = "fastinter"
         ServerHealth {
             check: true,
             check_addr: "127.0.0.1:7000".parse().unwrap(),
+            check_address_set: false,
             on_marked_down: OnMarkedDown::ShutdownSessions,
             on_marked_up: OnMarkedUp::ShutdownBackupSessions,
             slowstart: Duration::from_secs(10),
@@ -314,6 +317,7 @@ on_error = "fastinter"
         ServerHealth {
             check: false,
             check_addr: "127.0.0.1:7001".parse().unwrap(),
+            check_address_set: false,
             on_marked_down: OnMarkedDown::Nothing,
             on_marked_up: OnMarkedUp::Nothing,
             slowstart: Duration::from_secs(1),

@@ -116,6 +116,9 @@ pub struct ServerHealth {
     pub check: bool,
     /// Where probes go (`check_address`/`check_port`, else the server's address).
     pub check_addr: SocketAddr,
+    /// `check_address` was given: probes go there even when DNS discovery moves the
+    /// server (else they follow the server's address, with `check_port` if set).
+    pub check_address_set: bool,
     pub on_marked_down: OnMarkedDown,
     pub on_marked_up: OnMarkedUp,
     /// Ramp after coming back; zero: none.
@@ -435,6 +438,7 @@ impl Ctx<'_> {
         Ok(ServerHealth {
             check,
             check_addr,
+            check_address_set: s.check_address.is_some(),
             on_marked_down,
             on_marked_up,
             slowstart,

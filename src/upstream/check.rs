@@ -120,9 +120,10 @@ async fn check_loop(shard: Rc<Shard>, b: usize, s: usize) {
             }
         }
         last = Instant::now();
-        // A discovery slot's checks follow its address (a check port still applies); a
-        // slot without an address is not probed.
-        let addr = if cfg.discovery.is_none() || cfg.health.check_addr.ip() != cfg.address.ip() {
+        // Probes follow the server's address (DNS discovery may move it; a check port
+        // still applies) unless check_address pins them; a server without an address is
+        // not probed.
+        let addr = if cfg.health.check_address_set {
             cfg.health.check_addr
         } else if state.has_address() {
             SocketAddr::new(state.address().ip(), cfg.health.check_addr.port())
