@@ -55,5 +55,6 @@ pub mod l4;
 pub mod origin;
 pub mod runtime;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

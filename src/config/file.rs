@@ -86,6 +86,7 @@ pub struct FileDefaults {
     pub pool_max_reuse: Option<Spanned<i64>>,
     pub retry_on: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     pub prefer_last_server: Option<bool>,
+    pub timeout_client_handshake: Option<Spanned<String>>,
 }
 
 /// `[[frontend]]`: where clients connect. Only client-side settings may be overridden here.
@@ -111,6 +112,48 @@ pub struct FileFrontend {
     #[serde(default)]
     pub route: Vec<FileRoute>,
     pub forward_for: Option<Spanned<FileForwardFor>>,
+    /// A TLS handshake must complete within this time of the accept.
+    pub timeout_client_handshake: Option<Spanned<String>>,
+    /// `[frontend.tls]`: TLS termination.
+    pub tls: Option<Spanned<FileFrontendTls>>,
+}
+
+/// `[frontend.tls]`: the certificates and protocol settings of TLS termination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFrontendTls {
+    /// The first one is the default (no SNI, or a name no certificate has).
+    pub certificates: Spanned<Vec<Spanned<FileCertificate>>>,
+    /// `"1.2"` or `"1.3"`.
+    pub min_version: Option<Spanned<String>>,
+    pub alpn: Option<Spanned<Vec<Spanned<String>>>>,
+    /// TLS 1.2 session ids remembered per shard; 0 = none.
+    pub session_cache: Option<Spanned<i64>>,
+    pub tickets: Option<bool>,
+}
+
+/// `{ cert = "a.pem", key = "a.key" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+/// `tls = { ... }` of a backend or a server: TLS to the servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServerTls {
+    pub enabled: Option<bool>,
+    pub ca: Option<Spanned<String>>,
+    /// `"required"` or `"none"`.
+    pub verify: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub sni_from_host: Option<bool>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub alpn: Option<Spanned<Vec<Spanned<String>>>>,
+    pub resumption: Option<bool>,
 }
 
 /// `[[frontend.route]]`: requests matching `host` and `path_prefix` go to `backend`.
@@ -168,6 +211,9 @@ pub struct FileBackend {
     pub observe: Option<Spanned<String>>,
     pub error_limit: Option<Spanned<i64>>,
     pub on_error: Option<Spanned<String>>,
+    /// TLS to its servers (a server's own `tls` replaces it).
+    pub tls: Option<Spanned<FileServerTls>>,
+    pub check_tls: Option<bool>,
 }
 
 /// `[backend.cookie]`: cookie stickiness.
@@ -230,4 +276,7 @@ pub struct FileServer {
     pub observe: Option<Spanned<String>>,
     pub error_limit: Option<Spanned<i64>>,
     pub on_error: Option<Spanned<String>>,
+    /// TLS to this server, replacing the backend's `tls` whole.
+    pub tls: Option<Spanned<FileServerTls>>,
+    pub check_tls: Option<bool>,
 }

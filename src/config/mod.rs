@@ -18,10 +18,12 @@ mod duration;
 pub mod file;
 pub mod health;
 pub mod sticky;
+pub mod tls;
 
 pub use duration::parse_duration;
 pub use health::{CheckKind, HealthCheck, Observe, OnMarkedDown, OnMarkedUp, ServerHealth};
 pub use sticky::{CookieMode, CookieSettings};
+pub use tls::{Certificate, FrontendTls, ServerTls, Sni, TlsVersion};
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -228,6 +230,10 @@ pub struct Frontend {
     pub splice: bool,
     /// HTTP settings (used in mode `http` only).
     pub http: HttpFrontend,
+    /// TLS termination (`[frontend.tls]`).
+    pub tls: Option<std::sync::Arc<FrontendTls>>,
+    /// A TLS handshake must be complete within this time of the accept.
+    pub timeout_client_handshake: Duration,
 }
 
 /// The HTTP side of a frontend.
@@ -474,6 +480,8 @@ pub struct Backend {
     pub health_check: HealthCheck,
     /// Cookie stickiness (http mode).
     pub cookie: Option<CookieSettings>,
+    /// A server's TLS takes its SNI from each request's `Host` (`sni_from_host`).
+    pub sni_from_host: bool,
 }
 
 /// `[[backend.server]]`.
@@ -498,6 +506,10 @@ pub struct Server {
     /// placeholder and the server is out of service).
     pub has_address: bool,
     pub health: ServerHealth,
+    /// TLS to the server (its own `tls`, else its backend's).
+    pub tls: Option<std::sync::Arc<ServerTls>>,
+    /// Health checks go over TLS too.
+    pub check_tls: bool,
 }
 
 /// A server slot of a template that follows a host name (`resolve`).
@@ -528,6 +540,8 @@ pub mod default {
     pub const RETRIES: u32 = 3;
     pub const TIMEOUT_HTTP_REQUEST: Duration = Duration::from_secs(10);
     pub const TIMEOUT_HTTP_KEEP_ALIVE: Duration = Duration::from_secs(10);
+    /// As `timeout_http_request`: a client has this long for its TLS handshake.
+    pub const TIMEOUT_CLIENT_HANDSHAKE: Duration = Duration::from_secs(10);
     pub const MAX_KEEP_ALIVE_REQUESTS: u32 = 1000;
     pub const MAX_HEADER_BYTES: usize = 16 * 1024;
     pub const MAX_HEADERS: usize = 100;
@@ -1365,6 +1379,11 @@ impl Ctx<'_> {
             )?,
             retries: self.retries(d.retries.as_ref(), "defaults.retries", default::RETRIES)?,
             splice: d.splice.unwrap_or(true),
+            timeout_client_handshake: self.duration(
+                d.timeout_client_handshake.as_ref(),
+                "defaults.timeout_client_handshake",
+                default::TIMEOUT_CLIENT_HANDSHAKE,
+            )?,
             http: self.http_settings(
                 "defaults",
                 HttpKeys {
@@ -1492,6 +1511,12 @@ impl Ctx<'_> {
             )?,
             splice: f.splice.unwrap_or(d.splice),
             http,
+            tls: self.frontend_tls(f.tls.as_ref(), mode)?,
+            timeout_client_handshake: self.duration(
+                f.timeout_client_handshake.as_ref(),
+                "frontend.timeout_client_handshake",
+                d.timeout_client_handshake,
+            )?,
         })
     }
 
@@ -1506,6 +1531,7 @@ impl Ctx<'_> {
         let hash_type = self.hash_type(b.hash_type.as_ref(), &balance)?;
         let mode = self.mode(b.mode.as_ref(), "backend.mode")?;
         let backend_health = health::HealthKeys::of_backend(b);
+        let backend_tls = self.server_tls(None, b.tls.as_ref(), mode)?;
         let mut servers: Vec<Server> = Vec::with_capacity(b.server.len());
         for s in &b.server {
             if servers.iter().any(|x| x.name == *s.name.get_ref()) {
@@ -1520,7 +1546,24 @@ impl Ctx<'_> {
                 );
             }
             let template = servers.len();
+            let tls = match &s.tls {
+                Some(_) => self.server_tls(s.tls.as_ref(), None, mode)?,
+                None => backend_tls.clone(),
+            };
+            let check_tls = s.check_tls.or(b.check_tls).unwrap_or(false);
+            if check_tls && tls.is_none() {
+                return self.err(
+                    s.name.span(),
+                    "backend.server.check_tls",
+                    format!(
+                        "server \"{}\" has no tls to check over (set tls = {{ ... }} on it or its backend)",
+                        s.name.get_ref()
+                    ),
+                );
+            }
             for mut server in self.servers(s, &backend_health, mode, hosts_file, template)? {
+                server.tls = tls.clone();
+                server.check_tls = check_tls;
                 if servers.iter().any(|x| x.name == server.name) {
                     return self.err(
                         s.name.span(),
@@ -1573,6 +1616,9 @@ impl Ctx<'_> {
             d.timeout_connect,
         )?;
         let maxqueue = self.limit(b.maxqueue.as_ref(), "backend.maxqueue")?;
+        let sni_from_host = servers
+            .iter()
+            .any(|s| s.tls.as_ref().is_some_and(|t| t.sni == Sni::FromHost));
         Ok(Backend {
             name: b.name.get_ref().clone(),
             mode,
@@ -1605,6 +1651,7 @@ impl Ctx<'_> {
             retries: self.retries(b.retries.as_ref(), "backend.retries", d.retries)?,
             health_check: self.health_check(b.health_check.as_ref())?,
             cookie: self.cookie(b.cookie.as_ref(), mode)?,
+            sni_from_host,
         })
     }
 
@@ -1798,6 +1845,8 @@ impl Ctx<'_> {
             discovery: None,
             has_address: true,
             health: self.server_health(s, &keys, mode, address)?,
+            tls: None,
+            check_tls: false,
         })
     }
 
@@ -1858,6 +1907,7 @@ struct Defaults {
     timeout_server_fin: Duration,
     retries: u32,
     splice: bool,
+    timeout_client_handshake: Duration,
     http: HttpDefaults,
     keep_alive: KeepAlive,
     pretend_keep_alive: bool,

@@ -16,12 +16,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 
 use super::chunked::{Decoder, Piece};
 use super::head::Body;
 use super::rewrite;
 use crate::l4::splice::RelayBuffers;
+use crate::tls::Stream;
 
 /// Bodies of known length with more than this left after the buffered bytes are spliced
 /// (below it, a pipe costs more syscalls than the copy it saves).
@@ -58,9 +58,9 @@ impl BufferPool {
     }
 }
 
-/// A socket and its reused input buffer.
+/// A connection (plain or TLS) and its reused input buffer.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     buf: Box<[u8]>,
     start: usize,
     end: usize,
@@ -68,7 +68,7 @@ pub struct Conn {
 
 impl Conn {
     /// A connection reading into `buf` (from a [`BufferPool`]).
-    pub fn new(stream: TcpStream, buf: Box<[u8]>) -> Conn {
+    pub fn new(stream: Stream, buf: Box<[u8]>) -> Conn {
         Conn {
             stream,
             buf,
@@ -83,7 +83,7 @@ impl Conn {
     }
 
     /// The socket and the buffer, apart (unread bytes are lost).
-    pub fn into_parts(self) -> (TcpStream, Box<[u8]>) {
+    pub fn into_parts(self) -> (Stream, Box<[u8]>) {
         (self.stream, self.buf)
     }
 
@@ -146,10 +146,11 @@ pub enum BodyError {
 }
 
 /// Writes `out` (a head, maybe empty) and then the body framed by `body` from `src` to
-/// `dst`. `out` is cleared. `splice`: the shard's pipes, when large bodies may be spliced.
+/// `dst`. `out` is cleared. `splice`: the shard's pipes, when large bodies may be spliced
+/// (only between two plain sockets).
 pub async fn forward(
     src: &mut Conn,
-    dst: &mut TcpStream,
+    dst: &mut Stream,
     out: &mut Vec<u8>,
     body: Body,
     coding: Coding,
@@ -162,6 +163,7 @@ pub async fn forward(
     let mut decoder = Decoder::default();
     let mut moved = 0u64;
     let mut done = matches!(body, Body::None | Body::Length(0));
+    let splice = splice.filter(|_| !src.stream.is_tls() && !dst.is_tls());
     while !done {
         // 1. Whatever is buffered.
         let avail = src.data().len();
@@ -242,7 +244,7 @@ pub async fn forward(
 }
 
 /// Adds `data` to the pending output, or sends both when that would make it large.
-async fn emit(out: &mut Vec<u8>, dst: &mut TcpStream, data: &[u8]) -> Result<(), BodyError> {
+async fn emit(out: &mut Vec<u8>, dst: &mut Stream, data: &[u8]) -> Result<(), BodyError> {
     if out.len() + data.len() <= COALESCE_MAX {
         out.extend_from_slice(data);
         return Ok(());
@@ -251,29 +253,29 @@ async fn emit(out: &mut Vec<u8>, dst: &mut TcpStream, data: &[u8]) -> Result<(),
     dst.write_all(data).await.map_err(BodyError::Destination)
 }
 
-/// Sends the pending output.
-pub async fn flush(out: &mut Vec<u8>, dst: &mut TcpStream) -> Result<(), BodyError> {
+/// Sends the pending output (and, on TLS, whatever rustls still holds).
+pub async fn flush(out: &mut Vec<u8>, dst: &mut Stream) -> Result<(), BodyError> {
     if !out.is_empty() {
         let r = dst.write_all(out).await;
         out.clear();
         r.map_err(BodyError::Destination)?;
     }
-    Ok(())
+    dst.flush_tls().await.map_err(BodyError::Destination)
 }
 
 /// Moves exactly `left` bytes from `src`'s socket to `dst` through a pipe (`src`'s buffer
 /// must be empty). When the source has nothing, a one-byte `peek` waits for it (the bytes
 /// stay in the socket for the next splice); when the destination is full, one byte goes
-/// through glommio's write, which waits for room.
+/// through glommio's write, which waits for room. Both streams are plain.
 pub async fn splice_exact(
     src: &mut Conn,
-    dst: &mut TcpStream,
+    dst: &mut Stream,
     mut left: u64,
     buffers: &RelayBuffers,
 ) -> Result<(), BodyError> {
     debug_assert!(src.data().is_empty());
     let pipe = buffers.get().map_err(BodyError::Source)?;
-    let (src_fd, dst_fd) = (src.stream.as_raw_fd(), dst.as_raw_fd());
+    let (src_fd, dst_fd) = (src.stream.tcp().as_raw_fd(), dst.tcp().as_raw_fd());
     let mut in_pipe = 0usize;
     loop {
         while in_pipe > 0 {
@@ -306,7 +308,7 @@ pub async fn splice_exact(
                 let mut probe = [0u8; 1];
                 let bound = src.stream.read_timeout();
                 let peeked = futures_lite::future::or(
-                    async { Some(src.stream.peek(&mut probe).await) },
+                    async { Some(src.stream.tcp().peek(&mut probe).await) },
                     async {
                         match bound {
                             Some(t) => glommio::timer::sleep(t).await,

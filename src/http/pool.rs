@@ -12,7 +12,15 @@
 //! goes on it (a FIN still in flight is covered by the session's free retry). The watcher also closes connections idle for `pool_idle_timeout` and,
 //! when the shard stops, every idle connection.
 //!
-//! Closing: a server connection is closed with `shutdown(SHUT_WR)` (a FIN) and then
+//! Identity: a pooled connection remembers the SNI it was made for when the backend takes
+//! it from each request's `Host` (`sni_from_host`), and serves only requests for that
+//! name; otherwise every connection to a server is alike (the TLS settings are the
+//! server's). An idle TLS connection is watched the same way: session tickets the server
+//! sends are taken in by rustls without waking anyone; `close_notify`, a FIN or bytes
+//! close it.
+//!
+//! Closing: a server connection is closed with `shutdown(SHUT_WR)` (a FIN, after a
+//! `close_notify` on TLS) and then
 //! released; when unread input may be left (an exchange was cut short, an idle server
 //! sent bytes), a short task first reads and discards it to the server's FIN, because
 //! closing a socket with unread input makes the kernel send an RST.
@@ -28,6 +36,8 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncRead, AsyncReadExt};
 use glommio::net::TcpStream;
 
+use crate::tls::Stream;
+
 use crate::config::{Config, HttpReuse, Mode};
 use crate::upstream::pool::{Idle, IdlePool, PoolCounters, Want};
 use crate::upstream::ServerState;
@@ -37,10 +47,17 @@ use crate::worker::Shard;
 pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 pub const DRAIN_BYTES: usize = 1024 * 1024;
 
+/// A server connection between two requests, and the SNI it was made for (only with
+/// `sni_from_host`).
+pub struct Pooled {
+    pub stream: Stream,
+    pub sni: Option<Box<str>>,
+}
+
 /// Idle connections of every http backend's servers on one shard.
 pub struct Pools {
     /// `[backend][server]`; empty for tcp backends.
-    pools: Vec<Vec<RefCell<IdlePool<TcpStream>>>>,
+    pools: Vec<Vec<RefCell<IdlePool<Pooled>>>>,
     /// `pool_idle_timeout` and `pool_max_idle` per backend.
     timeouts: Vec<Duration>,
     max_idle: Vec<usize>,
@@ -61,7 +78,7 @@ enum Probe {
     Bytes,
 }
 
-fn probe(stream: &mut TcpStream, cx: &mut Context<'_>) -> Probe {
+fn probe(stream: &mut Stream, cx: &mut Context<'_>) -> Probe {
     let mut buf = [0u8; 64];
     match Pin::new(stream).poll_read(cx, &mut buf) {
         Poll::Pending => Probe::Alive,
@@ -114,24 +131,27 @@ impl Pools {
             .map_or(0, |p| p.borrow().len())
     }
 
-    /// Takes a live idle connection to `server` that `want` allows; dead ones met on the
-    /// way are closed.
+    /// Takes a live idle connection to `server` that `want` allows, made for `sni` (with
+    /// `sni_from_host`; else `None`); dead ones met on the way are closed.
     pub fn checkout(
         &self,
         backend: usize,
         server: usize,
         want: Want,
+        sni: Option<&str>,
         state: &Rc<ServerState>,
-    ) -> Option<Idle<TcpStream>> {
+    ) -> Option<Idle<Pooled>> {
         let pool = &self.pools[backend][server];
         let mut cx = Context::from_waker(Waker::noop());
         loop {
-            let mut idle = pool.borrow_mut().checkout(want)?;
-            match probe(&mut idle.conn, &mut cx) {
+            let mut idle = pool
+                .borrow_mut()
+                .checkout(want, |p| p.sni.as_deref() == sni)?;
+            match probe(&mut idle.conn.stream, &mut cx) {
                 Probe::Alive => return Some(idle),
                 p => {
                     PoolCounters::add(&state.pool.closed_by_peer_idle);
-                    self.close(idle.conn, p == Probe::Bytes, state);
+                    self.close(idle.conn.stream, p == Probe::Bytes, state);
                 }
             }
         }
@@ -143,44 +163,42 @@ impl Pools {
         shard: &Shard,
         backend: usize,
         server: usize,
-        mut stream: TcpStream,
+        mut conn: Pooled,
         uses: u32,
     ) {
         let state = &shard.backends[backend].servers[server];
         if shard.stopping.get() {
-            close_clean(stream);
+            close_clean(conn.stream);
             return;
         }
         // The idle wait is the pool's: no read timeout may fire into the watcher.
-        let _ = stream.set_read_timeout(None);
+        conn.stream.set_read_timeout(None);
         let seen = {
             let waker = self.waker.borrow();
             let mut cx = Context::from_waker(waker.as_ref().unwrap_or(Waker::noop()));
-            probe(&mut stream, &mut cx)
+            probe(&mut conn.stream, &mut cx)
         };
         match seen {
             Probe::Alive => {}
             p => {
                 PoolCounters::add(&state.pool.closed_by_peer_idle);
-                self.close(stream, p == Probe::Bytes, state);
+                self.close(conn.stream, p == Probe::Bytes, state);
                 return;
             }
         }
         let max_idle = self.max_idle[backend];
-        let evicted = self.pools[backend][server].borrow_mut().checkin(
-            stream,
-            uses,
-            Instant::now(),
-            max_idle,
-        );
+        let evicted =
+            self.pools[backend][server]
+                .borrow_mut()
+                .checkin(conn, uses, Instant::now(), max_idle);
         if let Some(old) = evicted {
             PoolCounters::add(&state.pool.evicted);
-            close_clean(old);
+            close_clean(old.stream);
         }
     }
 
     /// Closes a server connection with a FIN, draining first when input may be pending.
-    pub fn close(&self, stream: TcpStream, pending: bool, state: &Rc<ServerState>) {
+    pub fn close(&self, stream: Stream, pending: bool, state: &Rc<ServerState>) {
         if pending {
             self.close_draining(stream, state);
         } else {
@@ -188,8 +206,10 @@ impl Pools {
         }
     }
 
-    fn close_draining(&self, stream: TcpStream, state: &Rc<ServerState>) {
-        let _ = crate::l4::splice::shutdown_write(stream.as_raw_fd());
+    fn close_draining(&self, mut stream: Stream, state: &Rc<ServerState>) {
+        stream.close_notify();
+        let _ = crate::l4::splice::shutdown_write(stream.tcp().as_raw_fd());
+        let stream = stream.into_tcp();
         let draining = Rc::clone(&self.draining);
         draining.set(draining.get() + 1);
         let state = Rc::clone(state);
@@ -216,15 +236,15 @@ impl Pools {
             for (s, pool) in servers.iter().enumerate() {
                 let state = &shard.backends[b].servers[s];
                 pool.borrow_mut().remove_dead(
-                    |stream| match probe(stream, cx) {
+                    |conn| match probe(&mut conn.stream, cx) {
                         Probe::Alive => None,
                         p => Some(p),
                     },
-                    |stream, p| {
+                    |conn, p| {
                         closed_any = true;
                         PoolCounters::add(&state.pool.closed_by_peer_idle);
                         // A FIN or an error leaves nothing to read; bytes might.
-                        self.close(stream, p == Probe::Bytes, state);
+                        self.close(conn.stream, p == Probe::Bytes, state);
                     },
                 );
             }
@@ -243,9 +263,9 @@ impl Pools {
             let (timeout, max_idle) = (self.timeouts[b], self.max_idle[b]);
             for (s, pool) in servers.iter().enumerate() {
                 let mut pool = pool.borrow_mut();
-                while let Some(stream) = pool.expire(now, timeout, max_idle) {
+                while let Some(conn) = pool.expire(now, timeout, max_idle) {
                     PoolCounters::add(&shard.backends[b].servers[s].pool.expired);
-                    close_clean(stream);
+                    close_clean(conn.stream);
                 }
                 if let Some(t) = pool.next_expiry(timeout, max_idle) {
                     next = Some(next.map_or(t, |n| n.min(t)));
@@ -262,8 +282,8 @@ impl Pools {
             return 0;
         };
         let mut n = 0;
-        for stream in pool.borrow_mut().drain() {
-            close_clean(stream);
+        for conn in pool.borrow_mut().drain() {
+            close_clean(conn.stream);
             n += 1;
         }
         n
@@ -273,8 +293,8 @@ impl Pools {
     fn purge(&self) {
         for servers in &self.pools {
             for pool in servers {
-                for stream in pool.borrow_mut().drain() {
-                    close_clean(stream);
+                for conn in pool.borrow_mut().drain() {
+                    close_clean(conn.stream);
                 }
             }
         }
@@ -315,9 +335,10 @@ pub async fn drain(mut stream: TcpStream, time: Duration, bytes: usize) -> bool 
     }
 }
 
-/// FIN, then release: for connections with nothing left to read.
-pub fn close_clean(stream: TcpStream) {
-    let _ = crate::l4::splice::shutdown_write(stream.as_raw_fd());
+/// `close_notify` (TLS) and FIN, then release: for connections with nothing left to read.
+pub fn close_clean(mut stream: Stream) {
+    stream.close_notify();
+    let _ = crate::l4::splice::shutdown_write(stream.tcp().as_raw_fd());
     drop(stream);
 }
 

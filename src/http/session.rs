@@ -38,17 +38,17 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::body::{self, BodyError, Coding, Conn};
 use super::cookie;
 use super::head::{self, Body, Limits, Method, Parsed, Version};
-use super::pool;
+use super::pool::{self, Pooled};
 use super::rewrite::{self, Connection, Framing, RequestExtras, ResponseCookie};
 use crate::config::{Balance, CookieMode, Frontend, HttpReuse, KeepAlive, KeyKind, Observe};
 use crate::stats::log::LogRecord;
 use crate::stats::{micros, Ender, Fe, Sv, Txn};
+use crate::tls::Stream;
 use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, TriedSet};
@@ -93,6 +93,8 @@ struct ServerConn {
     uses: u32,
     /// The exchange's place on the server; `None` between exchanges.
     slot: Option<ActiveSlot>,
+    /// The SNI it was made for (`sni_from_host` only).
+    sni: Option<Box<str>>,
 }
 
 /// Why an attempt to get a response failed.
@@ -190,6 +192,20 @@ struct Pick {
     pinned: Option<usize>,
 }
 
+/// The SNI a connection to server `index` of `be` is made for when its `tls` takes it
+/// from the request (`sni_from_host`): the request's `host`. `None` otherwise (every
+/// connection to that server is alike).
+fn sni_for<'h>(
+    be: &crate::config::Backend,
+    index: usize,
+    host: Option<&'h str>,
+) -> Option<&'h str> {
+    match be.servers[index].tls.as_deref() {
+        Some(t) if t.sni == crate::config::Sni::FromHost => host,
+        _ => None,
+    }
+}
+
 /// A status that counts as a server error for `observe = "layer7"` (HAProxy's rule: 5xx
 /// but 501 and 505, which say the request was not understood).
 fn server_error(status: u16) -> bool {
@@ -209,6 +225,9 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let client = (fe.http.forward_for.is_some() || logging)
         .then(|| stream.peer_addr().ok())
         .flatten();
+    let Some(stream) = crate::l4::accept_tls(&shard, frontend, stream).await else {
+        return;
+    };
     let peer = client.map(|a| a.ip());
     let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
     let abort = shard.abort.register();
@@ -265,7 +284,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     // sending.
     let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
     s.drop_server(mid_exchange);
-    let (stream, buf) = s.client.into_parts();
+    let (mut stream, buf) = s.client.into_parts();
     shard.http_buffers.give(buf);
     match end {
         // The tunnel closed both sides itself.
@@ -274,8 +293,10 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         // FIN, then read and discard what the client still sends (bounded), so that it
         // reads the last response before the socket is closed.
         End::Linger => {
-            let _ = crate::l4::splice::shutdown_write(std::os::fd::AsRawFd::as_raw_fd(&stream));
-            pool::drain(stream, LINGER_TIME, LINGER_BYTES).await;
+            stream.close_notify();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(stream.tcp());
+            let _ = crate::l4::splice::shutdown_write(fd);
+            pool::drain(stream.into_tcp(), LINGER_TIME, LINGER_BYTES).await;
         }
     }
 }
@@ -347,7 +368,7 @@ impl Session {
             if wait.is_zero() {
                 return Err(self.timed_out(idle).await);
             }
-            let _ = self.client.stream.set_read_timeout(Some(wait));
+            self.client.stream.set_read_timeout(Some(wait));
             let read = if idle {
                 // Idle between requests: a stopping shard closes the connection now.
                 let stopping = &self.stopping;
@@ -402,7 +423,7 @@ impl Session {
         // The method is this request's once its head parsed (a new parse clears `len`).
         let head_request = self.req.head.len > 0 && self.req.method == Method::Head;
         rewrite::error_response(&mut self.out, status, detail, head_request);
-        let _ = self.client.stream.write_all(&self.out).await;
+        let _ = self.client.stream.send(&self.out).await;
         self.txn.status = status;
         self.txn.bytes_out += self.out.len() as u64;
         self.out.clear();
@@ -477,7 +498,7 @@ impl Session {
     fn balance_key(&mut self, balance: &Balance) -> Option<u64> {
         let kind = balance.needs_key()?;
         if matches!(kind, KeyKind::Source) && self.peer.is_none() {
-            self.peer = self.client.stream.peer_addr().ok().map(|a| a.ip());
+            self.peer = self.client.stream.peer_addr().map(|a| a.ip());
         }
         let buf = self.client.data();
         match kind {
@@ -554,7 +575,13 @@ impl Session {
             },
             upgrade,
             forwarded_for: forwarded_for.flatten(),
-            forwarded_proto: forwarded_for.map(|_| "http"),
+            forwarded_proto: forwarded_for.map(|_| {
+                if self.client.stream.is_tls() {
+                    "https"
+                } else {
+                    "http"
+                }
+            }),
             cookie: be.cookie.as_ref(),
         };
         let splice = fe.splice.then_some(&shard.relay_buffers);
@@ -576,11 +603,22 @@ impl Session {
             key,
             pinned,
         };
+        // The request's host, for servers whose TLS name comes from it.
+        let mut host_buf = [0u8; 256];
+        let host = if be.sni_from_host {
+            let buf = self.client.data();
+            self.req
+                .host
+                .and_then(|h| head::host_without_port(h.get(buf), &mut host_buf))
+                .and_then(|h| std::str::from_utf8(h).ok())
+        } else {
+            None
+        };
         let mut race_retry = true;
         let mut fresh = false;
         let mut body_sent = true;
         loop {
-            self.server_for(backend, retryable, fresh, &mut pick)
+            self.server_for(backend, retryable, fresh, &mut pick, host)
                 .await?;
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
@@ -830,7 +868,7 @@ impl Session {
         body_sent: &mut bool,
     ) -> Result<u64, End> {
         let timeout_client = self.frontend().timeout_client;
-        let _ = self.client.stream.set_read_timeout(Some(timeout_client));
+        self.client.stream.set_read_timeout(Some(timeout_client));
         if expect && !self.await_continue(client_version).await? {
             *body_sent = false;
             return Ok(0);
@@ -877,7 +915,7 @@ impl Session {
             return Err(self.refuse(502, "the server connection failed").await);
         }
         let timeout = self.shard.config.backends[server.backend].timeout_server;
-        let _ = server
+        server
             .conn
             .stream
             .set_read_timeout(Some(EXPECT_WAIT.min(timeout)));
@@ -923,7 +961,7 @@ impl Session {
             Framing::None,
             Connection::Default,
         );
-        let r = self.client.stream.write_all(&self.out).await;
+        let r = self.client.stream.send(&self.out).await;
         self.out.clear();
         r.map_err(|_| End::Close)
     }
@@ -939,7 +977,7 @@ impl Session {
         {
             let server = self.server.as_ref().expect("held");
             let timeout = self.shard.config.backends[server.backend].timeout_server;
-            let _ = server.conn.stream.set_read_timeout(Some(timeout));
+            server.conn.stream.set_read_timeout(Some(timeout));
         }
         let mut any = false;
         loop {
@@ -988,6 +1026,7 @@ impl Session {
         retryable: bool,
         fresh: bool,
         pick: &mut Pick,
+        host: Option<&str>,
     ) -> Result<(), End> {
         let Pick {
             tried,
@@ -1000,7 +1039,11 @@ impl Session {
         let be = &shard.config.backends[backend];
         let state = &shard.backends[backend];
         if let Some(s) = self.server.as_mut() {
-            if s.backend == backend && !fresh && pinned.is_none_or(|p| p == s.server) {
+            if s.backend == backend
+                && !fresh
+                && pinned.is_none_or(|p| p == s.server)
+                && s.sni.as_deref() == sni_for(be, s.server, host)
+            {
                 if let Some(slot) = state.acquire_server(s.server) {
                     s.slot = Some(slot);
                     self.using.set(Some((backend, s.server)));
@@ -1048,38 +1091,54 @@ impl Session {
             let connecting = self.add_wait(waiting);
             self.txn.server = Some(index);
             self.txn.phase = b'C';
+            let sni = sni_for(be, index, host);
             if let Some(want) = want {
-                if let Some(idle) = shard
-                    .http_pools
-                    .checkout(backend, index, want, &slot.server)
+                if let Some(idle) =
+                    shard
+                        .http_pools
+                        .checkout(backend, index, want, sni, &slot.server)
                 {
                     self.server = Some(ServerConn {
-                        conn: Conn::new(idle.conn, shard.http_buffers.take(SERVER_BUFFER)),
+                        conn: Conn::new(idle.conn.stream, shard.http_buffers.take(SERVER_BUFFER)),
                         backend,
                         server: index,
                         uses: idle.uses,
                         slot: Some(slot),
+                        sni: idle.conn.sni,
                     });
                     self.using.set(Some((backend, index)));
                     self.txn.tc = Some(0);
                     return Ok(());
                 }
             }
-            match crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await {
+            // A new connection: TCP, then TLS when the server has it. A failed handshake
+            // counts as a connection failure (HAProxy's `conn-failure` covers it too), but
+            // is answered 502 when it is the last word: the server is there and refused.
+            let tcp = crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await;
+            // Always ready for splice: a pooled connection serves every frontend of the
+            // backend, and some may splice.
+            let tcp = tcp.filter(|t| crate::l4::prepare(t, true).is_ok());
+            let mut tls_failed = false;
+            let stream = match tcp {
+                Some(tcp) => {
+                    let _ = tcp.set_write_timeout(Some(be.timeout_server));
+                    let secured =
+                        crate::l4::secure(&shard, &slot.server, tcp, sni, be.timeout_connect).await;
+                    tls_failed = secured.is_err();
+                    secured.ok()
+                }
+                None => None,
+            };
+            match stream {
                 Some(stream) => {
                     self.txn.tc = Some(micros(connecting, Instant::now()));
-                    // Always ready for splice: a pooled connection serves every frontend of
-                    // the backend, and some may splice.
-                    if crate::l4::prepare(&stream, true).is_err() {
-                        return Err(self.refuse(503, "no server is available").await);
-                    }
-                    let _ = stream.set_write_timeout(Some(be.timeout_server));
                     self.server = Some(ServerConn {
                         conn: Conn::new(stream, shard.http_buffers.take(SERVER_BUFFER)),
                         backend,
                         server: index,
                         uses: 0,
                         slot: Some(slot),
+                        sni: sni.map(Box::from),
                     });
                     self.using.set(Some((backend, index)));
                     return Ok(());
@@ -1093,6 +1152,15 @@ impl Session {
                             .stats
                             .retried(&mut self.txn, backend, index, elsewhere);
                         continue;
+                    }
+                    if tls_failed {
+                        return Err(self
+                            .refuse_by(
+                                Ender::Server,
+                                502,
+                                "the TLS handshake with the server failed",
+                            )
+                            .await);
                     }
                     state.no_server.set(state.no_server.get() + 1);
                     return Err(self
@@ -1129,9 +1197,10 @@ impl Session {
         } else {
             let (stream, buf) = s.conn.into_parts();
             self.shard.http_buffers.give(buf);
+            let conn = Pooled { stream, sni: s.sni };
             self.shard
                 .http_pools
-                .checkin(&self.shard, s.backend, s.server, stream, s.uses);
+                .checkin(&self.shard, s.backend, s.server, conn, s.uses);
         }
     }
 
@@ -1168,23 +1237,18 @@ impl Session {
         );
         server.conn.consume(self.resp.head.len);
         self.out.extend_from_slice(server.conn.data());
-        if self.client.stream.write_all(&self.out).await.is_err() {
+        if self.client.stream.send(&self.out).await.is_err() {
             return Ender::Client;
         }
         self.out.clear();
         if !self.client.data().is_empty()
-            && server
-                .conn
-                .stream
-                .write_all(self.client.data())
-                .await
-                .is_err()
+            && server.conn.stream.send(self.client.data()).await.is_err()
         {
             return Ender::Server;
         }
         for s in [&self.client.stream, &server.conn.stream] {
-            let _ = s.set_read_timeout(None);
-            let _ = s.set_write_timeout(None);
+            s.set_read_timeout(None);
+            s.set_write_timeout(None);
         }
         let shard = Rc::clone(&self.shard);
         let fe = &shard.config.frontends[self.frontend];
@@ -1207,7 +1271,8 @@ impl Session {
 
 /// Sends `out` whole and clears it. `Err` says how far it got: `nothing_sent` when not
 /// one byte was accepted (then the request can be sent elsewhere, whatever it is).
-async fn send(out: &mut Vec<u8>, stream: &mut TcpStream) -> Result<(), Failure> {
+async fn send(out: &mut Vec<u8>, stream: &mut Stream) -> Result<(), Failure> {
+    use futures_lite::AsyncWriteExt;
     let mut sent = 0;
     let result = loop {
         if sent == out.len() {
@@ -1223,5 +1288,10 @@ async fn send(out: &mut Vec<u8>, stream: &mut TcpStream) -> Result<(), Failure> 
         }
     };
     out.clear();
-    result
+    match result {
+        Ok(()) => stream.flush_tls().await.map_err(|_| Failure::Send {
+            nothing_sent: false,
+        }),
+        e => e,
+    }
 }

@@ -7,8 +7,11 @@
 //! the tunnel lives, and the tunnel ends when the server's sessions are shut down (its
 //! `KillSignal`). A client for which no server can be reached is closed (with FIN) and
 //! counted on the backend. [`tunnel`] (relay under the tunnel timeouts, outcome returned),
-//! [`connect_to`] (one counted connection attempt) and [`prepare`] (socket options) are
-//! also what http mode uses for upgraded connections and server connects.
+//! [`connect_to`] (one counted connection attempt), [`prepare`] (socket options),
+//! [`accept_tls`] and [`secure`] (the counted TLS handshakes with clients and servers) are
+//! also what http mode uses for upgraded connections and server connects. A TLS frontend
+//! terminates TLS in front of plain servers, a server with `tls` is spoken to over TLS;
+//! either way the tunnel copies (splice needs plain sockets on both sides).
 
 pub mod relay;
 pub mod splice;
@@ -23,14 +26,15 @@ use glommio::net::TcpStream;
 
 use crate::config::{Backend, Frontend, KeyKind, Observe};
 use crate::stats::log::LogRecord;
-use crate::stats::{micros, Ender, Txn};
+use crate::stats::{micros, Ender, Fe, Sv, Txn};
+use crate::tls::{self, Stream};
 use crate::upstream::balance::hash_ip;
 use crate::upstream::{ActiveSlot, BackendState, NoSlot, ServerState, TriedSet};
 use crate::worker::Shard;
 use relay::{Forwarding, RelayBytes, RelayEnd, RelayTimeouts, Side};
 
 /// Serves one accepted tcp-mode client to the end.
-pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, frontend: usize, client: TcpStream) {
     let fe = &shard.config.frontends[frontend];
     // A tcp frontend always names a backend (config invariant); only http routes may not.
     let Some(b) = fe.backend else { return };
@@ -46,6 +50,13 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
         Some(KeyKind::Source) => peer.map(|a| hash_ip(a.ip())),
         _ => None,
     };
+    if prepare(&client, fe.splice).is_err() {
+        record(&shard, frontend, &txn, Ender::Proxy, peer);
+        return;
+    }
+    let Some(mut client) = accept_tls(&shard, frontend, client).await else {
+        return;
+    };
     let (mut server, slot) = match connect(&shard, backend, be, key, &mut txn).await {
         Ok(connected) => connected,
         Err(no) => {
@@ -54,10 +65,6 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, mut client: TcpStream) {
             return;
         }
     };
-    if prepare(&client, fe.splice).is_err() || prepare(&server, fe.splice).is_err() {
-        record(&shard, frontend, &txn, Ender::Proxy, peer);
-        return;
-    }
     txn.phase = b'D';
     let (ender, bytes) = tunnel(&shard, &mut client, &mut server, &slot.server, fe, be).await;
     txn.bytes_in = bytes.client_to_server;
@@ -83,8 +90,8 @@ fn record(shard: &Shard, frontend: usize, txn: &Txn, ender: Ender, peer: Option<
 /// who ended it and the bytes moved.
 pub async fn tunnel(
     shard: &Shard,
-    client: &mut TcpStream,
-    server: &mut TcpStream,
+    client: &mut Stream,
+    server: &mut Stream,
     server_state: &ServerState,
     fe: &Frontend,
     be: &Backend,
@@ -139,7 +146,7 @@ async fn connect(
     be: &Backend,
     key: Option<u64>,
     txn: &mut Txn,
-) -> Result<(TcpStream, ActiveSlot), NoSlot> {
+) -> Result<(Stream, ActiveSlot), NoSlot> {
     let mut tried = TriedSet::default();
     for attempt in 0..=be.retries {
         txn.phase = b'Q';
@@ -150,7 +157,16 @@ async fn connect(
         let slot = slot?;
         txn.server = Some(slot.index);
         txn.phase = b'C';
-        match connect_to(shard, &slot.server, be.timeout_connect).await {
+        let connected = match connect_to(shard, &slot.server, be.timeout_connect).await {
+            // Server sockets are always ready for splice (see `prepare`).
+            Some(tcp) if prepare(&tcp, true).is_ok() => {
+                secure(shard, &slot.server, tcp, None, be.timeout_connect)
+                    .await
+                    .ok()
+            }
+            _ => None,
+        };
+        match connected {
             Some(stream) => {
                 txn.tc = Some(micros(connecting, Instant::now()));
                 return Ok((stream, slot));
@@ -206,4 +222,82 @@ pub fn prepare(stream: &TcpStream, splice: bool) -> io::Result<()> {
         splice::set_nonblocking(stream.as_raw_fd())?;
     }
     Ok(())
+}
+
+/// The TLS handshake of a client of a TLS frontend, within `timeout_client_handshake`,
+/// counted on the frontend by outcome; a plain frontend's client is passed through.
+/// `None`: the handshake failed and the connection is closed.
+pub async fn accept_tls(shard: &Shard, frontend: usize, tcp: TcpStream) -> Option<Stream> {
+    let Some(config) = &shard.tls.frontends[frontend] else {
+        return Some(Stream::Plain(tcp));
+    };
+    let timeout = shard.config.frontends[frontend].timeout_client_handshake;
+    let stats = &shard.stats.frontends[frontend];
+    match tls::accept(tcp, config, timeout).await {
+        Ok((stream, resumed)) => {
+            stats.add(Fe::TlsHandshakes as usize, 1);
+            if resumed {
+                stats.add(Fe::TlsResumed as usize, 1);
+            }
+            Some(stream)
+        }
+        Err(e) => {
+            let counter = match e.failure {
+                tls::Failure::Timeout => Fe::TlsFailedTimeout,
+                tls::Failure::Closed | tls::Failure::Other => Fe::TlsFailedClosed,
+                tls::Failure::Protocol => Fe::TlsFailedProtocol,
+                tls::Failure::Certificate => Fe::TlsFailedCertificate,
+            };
+            stats.add(counter as usize, 1);
+            None
+        }
+    }
+}
+
+/// A new connection to `server` made ready for requests: the TLS handshake, within
+/// `timeout`, when the server has `tls` (for `host`, with `sni_from_host`), counted on
+/// the server; a failure is reported on stderr (the first and every 1000th per server
+/// and shard). A server without TLS gets its plain stream.
+pub async fn secure(
+    shard: &Shard,
+    server: &ServerState,
+    tcp: TcpStream,
+    host: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<Stream, tls::HandshakeError> {
+    let (b, s) = (server.backend, server.index);
+    let Some(config) = &shard.tls.servers[b][s] else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let settings = shard.config.backends[b].servers[s]
+        .tls
+        .as_deref()
+        .expect("a server with a client configuration has tls");
+    let name = tls::server_name(settings, server.address().ip(), host);
+    let stats = shard.stats.server(b, Some(s));
+    match tls::connect(tcp, config, name, timeout).await {
+        Ok((stream, resumed)) => {
+            stats.add(Sv::TlsHandshakes as usize, 1);
+            if resumed {
+                stats.add(Sv::TlsResumed as usize, 1);
+            }
+            Ok(stream)
+        }
+        Err(e) => {
+            let counter = match e.failure {
+                tls::Failure::Certificate => Sv::TlsFailedCertificate,
+                _ => Sv::TlsFailedOther,
+            };
+            stats.add(counter as usize, 1);
+            let n = stats.get(Sv::TlsFailedCertificate as usize)
+                + stats.get(Sv::TlsFailedOther as usize);
+            if n == 1 || n.is_multiple_of(1000) {
+                eprintln!(
+                    "ringproxy: shard {}: backend {} server {}: TLS handshake failed ({n} so far): {e}",
+                    shard.id, shard.config.backends[b].name, server.name
+                );
+            }
+            Err(e)
+        }
+    }
 }

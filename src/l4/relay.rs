@@ -9,7 +9,8 @@
 //!   short (the source is empty), the next wait reads through glommio into the shard's
 //!   scratch buffer: a small message is sent on at once (read + send), anything the socket
 //!   does not take, or a full buffer, goes into the pipe and splicing resumes.
-//! - [`Forwarding::Copy`]: a user-space buffer per direction, for streams splice cannot serve.
+//! - [`Forwarding::Copy`]: a user-space buffer per direction, for streams splice cannot serve
+//!   (always when either side is TLS: bytes are decrypted and encrypted in user space).
 //!
 //! Invariants: bytes leave in the order they arrived; a FIN from one side becomes a
 //! `shutdown(SHUT_WR)` on the other only after every byte before it was delivered; the
@@ -21,16 +22,16 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::splice::{Pipe, RelayBuffers};
+use crate::tls::Stream;
 use crate::worker::abort::{AbortHandle, KillRegistration};
 
 /// Chunks one direction may move in one poll before yielding to other tasks.
@@ -89,14 +90,19 @@ pub struct RelayBytes {
 
 /// Relays until both sides have closed, one fails, or the tunnel is idle too long.
 pub async fn relay(
-    client: &mut TcpStream,
-    server: &mut TcpStream,
+    client: &mut Stream,
+    server: &mut Stream,
     forwarding: Forwarding,
     timeouts: RelayTimeouts,
     buffers: &RelayBuffers,
     abort: &AbortHandle,
     kill: &KillRegistration<'_>,
 ) -> (RelayEnd, RelayBytes) {
+    let forwarding = if client.is_tls() || server.is_tls() {
+        Forwarding::Copy
+    } else {
+        forwarding
+    };
     let engines = match forwarding {
         Forwarding::Splice => match (Engine::splice(buffers), Engine::splice(buffers)) {
             (Ok(a), Ok(b)) => Some((a, b)),
@@ -133,8 +139,8 @@ struct Relay<'a> {
     abort: &'a AbortHandle,
     kill: &'a KillRegistration<'a>,
     buffers: &'a RelayBuffers,
-    client: &'a mut TcpStream,
-    server: &'a mut TcpStream,
+    client: &'a mut Stream,
+    server: &'a mut Stream,
     /// Client → server.
     up: Direction,
     /// Server → client.
@@ -319,15 +325,15 @@ impl Direction {
     /// budget is spent. `Ready(Ok)` once the direction is finished.
     fn poll(
         &mut self,
-        src: &mut TcpStream,
-        dst: &mut TcpStream,
+        src: &mut Stream,
+        dst: &mut Stream,
         cx: &mut Context<'_>,
         progressed: &mut bool,
         scratch: &mut [u8],
     ) -> Poll<DirResult> {
         let (from, to) = (self.from, self.to());
-        let src_fd = src.as_raw_fd();
-        let dst_fd = dst.as_raw_fd();
+        let src_fd = src.tcp().as_raw_fd();
+        let dst_fd = dst.tcp().as_raw_fd();
         let mut budget = POLL_BUDGET_CHUNKS;
         match &mut self.engine {
             Engine::Splice {
@@ -372,7 +378,7 @@ impl Direction {
                     continue;
                 }
                 if self.eof {
-                    return Poll::Ready(finish(dst_fd, to).map(|()| self.done = true));
+                    return Poll::Ready(finish(dst, to).map(|()| self.done = true));
                 }
                 if budget == 0 {
                     cx.waker().wake_by_ref();
@@ -445,8 +451,16 @@ impl Direction {
                 }
                 *start = 0;
                 *end = 0;
+                // TLS: what rustls holds goes out before the source is read again.
+                if dst.is_tls() {
+                    match Pin::new(&mut *dst).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err((to, e))),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
                 if self.eof {
-                    return Poll::Ready(finish(dst_fd, to).map(|()| self.done = true));
+                    return Poll::Ready(finish(dst, to).map(|()| self.done = true));
                 }
                 if budget == 0 {
                     cx.waker().wake_by_ref();
@@ -470,7 +484,9 @@ impl Direction {
     }
 }
 
-/// Passes the FIN on: the destination will read end of stream after the last byte.
-fn finish(dst: RawFd, to: Side) -> DirResult {
-    super::splice::shutdown_write(dst).map_err(|e| (to, e))
+/// Passes the FIN on: the destination will read end of stream after the last byte (on
+/// TLS, after a `close_notify`).
+fn finish(dst: &mut Stream, to: Side) -> DirResult {
+    dst.close_notify();
+    super::splice::shutdown_write(dst.tcp().as_raw_fd()).map_err(|e| (to, e))
 }

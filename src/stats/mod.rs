@@ -82,6 +82,17 @@ counter_set! {
         BytesIn = ("bytes_in_total", Counter, "Bytes received from clients."),
         BytesOut = ("bytes_out_total", Counter, "Bytes sent to clients."),
         CurrentSessions = ("current_sessions", Gauge, "Client connections open now."),
+        TlsHandshakes = ("tls_handshakes_total", Counter, "TLS handshakes completed with clients."),
+        TlsResumed = ("tls_resumed_total", Counter,
+            "TLS handshakes with clients that resumed a session (ticket or session id)."),
+        TlsFailedTimeout = ("tls_failed_timeout_total", Counter,
+            "TLS handshakes not complete within timeout_client_handshake."),
+        TlsFailedClosed = ("tls_failed_closed_total", Counter,
+            "TLS handshakes the client closed or reset before the end."),
+        TlsFailedProtocol = ("tls_failed_protocol_total", Counter,
+            "TLS handshakes with no protocol in common (version, cipher, ALPN) or invalid messages."),
+        TlsFailedCertificate = ("tls_failed_certificate_total", Counter,
+            "TLS handshakes in which the client refused the proxy's certificate."),
     }
 }
 
@@ -133,6 +144,13 @@ counter_set! {
         BytesOut = ("bytes_out_total", Counter, "Bytes sent to clients from this server."),
         CurrentSessions = ("current_sessions", Gauge, "Exchanges (tcp: sessions) using it now."),
         CurrentQueue = ("current_queue", Gauge, "Requests waiting in the queue now."),
+        TlsHandshakes = ("tls_handshakes_total", Counter, "TLS handshakes completed with the server."),
+        TlsResumed = ("tls_resumed_total", Counter,
+            "TLS handshakes with the server that resumed a session."),
+        TlsFailedCertificate = ("tls_failed_certificate_total", Counter,
+            "TLS handshakes in which the server's certificate was refused (expired, wrong name, unknown CA)."),
+        TlsFailedOther = ("tls_failed_other_total", Counter,
+            "TLS handshakes with the server that failed otherwise (timeout, protocol, closed)."),
     }
 }
 

@@ -14,7 +14,9 @@
 //! "shutdown-backup-sessions"` a primary coming back closes the sessions of the backup
 //! servers.
 //!
-//! A probe is bounded by `timeout` (connect, and for http the response head) and closes
+//! A probe is bounded by `timeout` (connect, the TLS handshake with `check_tls`, and for
+//! http the response head; a TLS check sends the server's fixed SNI, if any, never one
+//! taken from a request's host) and closes
 //! its connection with a FIN, after reading what the server sent (bounded), so that the
 //! server never sees an RST from a check.
 
@@ -25,12 +27,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
-use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use super::health::{Health, Status, Transition};
 use super::{initial_health, owner_shard};
 use crate::config::{CheckKind, HealthCheck, OnMarkedDown, OnMarkedUp};
+use crate::tls::Stream;
 use crate::worker::mesh::{ControlMsg, ShardMsg};
 use crate::worker::Shard;
 
@@ -58,6 +61,8 @@ pub enum CheckFailure {
     Invalid,
     /// A status `expect_status` does not list.
     Status(u16),
+    /// The TLS handshake failed (`check_tls`).
+    Tls(String),
     /// Reading or writing failed.
     Io(io::ErrorKind),
 }
@@ -71,6 +76,7 @@ impl fmt::Display for CheckFailure {
             CheckFailure::Invalid => write!(f, "layer 7: invalid response"),
             CheckFailure::Status(s) => write!(f, "layer 7: unexpected status {s}"),
             CheckFailure::Io(k) => write!(f, "layer 4: {k}"),
+            CheckFailure::Tls(e) => write!(f, "layer 6: TLS handshake failed: {e}"),
         }
     }
 }
@@ -130,7 +136,13 @@ async fn check_loop(shard: Rc<Shard>, b: usize, s: usize) {
         } else {
             continue;
         };
-        let outcome = futures_lite::future::or(probe(hc, addr), async {
+        let tls = match (cfg.check_tls, &shard.tls.servers[b][s], cfg.tls.as_deref()) {
+            (true, Some(config), Some(settings)) => {
+                Some((config, crate::tls::server_name(settings, addr.ip(), None)))
+            }
+            _ => None,
+        };
+        let outcome = futures_lite::future::or(probe(hc, addr, tls), async {
             stopping.fired().await;
             Err(CheckFailure::Timeout)
         })
@@ -300,9 +312,14 @@ fn kill(shard: &Shard, b: usize, s: usize, why: &str) {
 }
 
 /// One check of `addr` within `hc.timeout`.
-async fn probe(hc: &HealthCheck, addr: SocketAddr) -> Result<(), CheckFailure> {
+/// `tls`: the server's client configuration and the name to connect for (`check_tls`).
+async fn probe(
+    hc: &HealthCheck,
+    addr: SocketAddr,
+    tls: Option<(&std::sync::Arc<rustls::ClientConfig>, ServerName<'static>)>,
+) -> Result<(), CheckFailure> {
     let deadline = Instant::now() + hc.timeout;
-    let mut stream = match TcpStream::connect_timeout(addr, hc.timeout).await {
+    let tcp = match TcpStream::connect_timeout(addr, hc.timeout).await {
         Ok(s) => s,
         Err(e) => {
             let e = io::Error::from(e);
@@ -310,6 +327,19 @@ async fn probe(hc: &HealthCheck, addr: SocketAddr) -> Result<(), CheckFailure> {
                 io::ErrorKind::TimedOut => CheckFailure::Timeout,
                 _ => CheckFailure::Connect(e.to_string()),
             });
+        }
+    };
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some((config, name)) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match crate::tls::connect(tcp, config, name, left).await {
+                Ok((s, _)) => s,
+                Err(e) if e.failure == crate::tls::Failure::Timeout => {
+                    return Err(CheckFailure::Timeout)
+                }
+                Err(e) => return Err(CheckFailure::Tls(e.to_string())),
+            }
         }
     };
     let result = match &hc.kind {
@@ -333,14 +363,14 @@ async fn probe(hc: &HealthCheck, addr: SocketAddr) -> Result<(), CheckFailure> {
 
 /// Sends the check request and reads the response head; its status.
 async fn http_probe(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     request: &[u8],
     buf: &mut [u8],
     deadline: Instant,
 ) -> Result<u16, CheckFailure> {
     let left = || deadline.saturating_duration_since(Instant::now());
-    let _ = stream.set_write_timeout(Some(left().max(Duration::from_millis(1))));
-    if let Err(e) = stream.write_all(request).await {
+    stream.set_write_timeout(Some(left().max(Duration::from_millis(1))));
+    if let Err(e) = stream.send(request).await {
         return Err(io_failure(e));
     }
     let mut filled = 0;
@@ -349,7 +379,7 @@ async fn http_probe(
         if wait.is_zero() {
             return Err(CheckFailure::Timeout);
         }
-        let _ = stream.set_read_timeout(Some(wait));
+        stream.set_read_timeout(Some(wait));
         match stream.read(&mut buf[filled..]).await {
             Ok(0) => return Err(CheckFailure::Closed),
             Ok(n) => filled += n,
@@ -376,8 +406,9 @@ fn io_failure(e: io::Error) -> CheckFailure {
 
 /// FIN, then read what the server still sends (bounded), then release: a check never
 /// leaves unread input behind, which would make the kernel send an RST.
-async fn close(stream: TcpStream) {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+async fn close(mut stream: Stream) {
+    stream.close_notify();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream.tcp());
     let _ = crate::l4::splice::shutdown_write(fd);
-    crate::http::pool::drain(stream, PROBE_DRAIN_TIME, PROBE_DRAIN_BYTES).await;
+    crate::http::pool::drain(stream.into_tcp(), PROBE_DRAIN_TIME, PROBE_DRAIN_BYTES).await;
 }

@@ -104,15 +104,14 @@ impl<C> IdlePool<C> {
         evicted
     }
 
-    /// Takes the newest idle connection that `want` allows.
-    pub fn checkout(&mut self, want: Want) -> Option<Idle<C>> {
-        match want {
-            Want::Any => self.idle.pop_back(),
-            Want::Proven => {
-                let i = self.idle.iter().rposition(|i| i.uses >= 2)?;
-                self.idle.remove(i)
-            }
-        }
+    /// Takes the newest idle connection that `want` allows and that `fits` (the request's
+    /// TLS identity: a connection made for one SNI serves only that SNI).
+    pub fn checkout(&mut self, want: Want, fits: impl Fn(&C) -> bool) -> Option<Idle<C>> {
+        let i = self
+            .idle
+            .iter()
+            .rposition(|i| fits(&i.conn) && (want == Want::Any || i.uses >= 2))?;
+        self.idle.remove(i)
     }
 
     /// Removes one connection that must go at `now`, oldest first: idle for `timeout`
@@ -205,8 +204,16 @@ mod tests {
             assert_eq!(p.checkin(c, 1, at(0), 2), None, "below the hard bound");
         }
         assert_eq!(p.checkin(99, 1, at(1), 2), Some(0), "full: the oldest goes");
-        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(99));
-        assert_eq!(p.checkout(Want::Any).map(|i| i.conn), Some(hard_max(2) - 1));
+        assert_eq!(p.checkout(Want::Any, |_| true).map(|i| i.conn), Some(99));
+        assert_eq!(
+            p.checkout(Want::Any, |_| true).map(|i| i.conn),
+            Some(hard_max(2) - 1)
+        );
+        // Only connections that fit are taken, newest first.
+        assert_eq!(
+            p.checkout(Want::Any, |c| c % 2 == 0).map(|i| i.conn),
+            Some(hard_max(2) - 2)
+        );
         let mut empty = IdlePool::default();
         assert_eq!(
             empty.checkin(9, 1, at(3), 0),
@@ -222,8 +229,11 @@ mod tests {
         p.checkin("once", 1, at(0), 8);
         p.checkin("twice", 2, at(1), 8);
         p.checkin("once-again", 1, at(2), 8);
-        assert_eq!(p.checkout(Want::Proven).map(|i| i.conn), Some("twice"));
-        assert!(p.checkout(Want::Proven).is_none());
+        assert_eq!(
+            p.checkout(Want::Proven, |_| true).map(|i| i.conn),
+            Some("twice")
+        );
+        assert!(p.checkout(Want::Proven, |_| true).is_none());
         assert_eq!(p.len(), 2);
     }
 

@@ -82,6 +82,9 @@ pub struct Shard {
     pub mesh: mesh::Mesh,
     /// Counters and latency histograms, published to the control thread on the tick.
     pub stats: crate::stats::ShardStats,
+    /// rustls configurations of the TLS frontends and servers, with this shard's session
+    /// caches.
+    pub tls: crate::tls::ShardTls,
 }
 
 impl Shard {
@@ -94,7 +97,9 @@ impl Shard {
     ) -> Shard {
         let backends = shard_backends(&config, id, shards);
         let http_pools = crate::http::pool::Pools::new(&config);
+        let tls = crate::tls::ShardTls::new(&config);
         Shard {
+            tls,
             id,
             config,
             backends,
