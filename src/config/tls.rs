@@ -312,13 +312,8 @@ impl Ctx<'_> {
             }
             Some(Arc::new(store))
         } else {
-            if let Some(ca) = &t.ca {
-                return self.err(
-                    ca.span(),
-                    &format!("{key}.ca"),
-                    "has no effect with verify = \"none\"",
-                );
-            }
+            // A `ca` left in place while verification is off (as HAProxy's `verify none`
+            // with a `ca-file`) is not read.
             None
         };
         let sni = match (&t.sni, t.sni_from_host.unwrap_or(false)) {
