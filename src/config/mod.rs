@@ -650,6 +650,17 @@ impl Config {
                     n => format!(" ({n} route(s) first)"),
                 }
             ));
+            for c in f.tls.iter().flat_map(|t| &t.certificates) {
+                let names = if c.names.is_empty() {
+                    "(no DNS name)".to_string()
+                } else {
+                    c.names.join(", ")
+                };
+                out.push_str(&format!(
+                    "    tls certificate {}: {names}\n",
+                    c.path.display()
+                ));
+            }
         }
         for b in &self.backends {
             let hash_type = match b.balance.needs_key() {

@@ -56,6 +56,8 @@ pub struct Certificate {
     /// The DNS names of its leaf (subject alternative names), lower case; a wildcard
     /// is written `*.example.com`.
     pub names: Vec<String>,
+    /// The leaf's validity (Unix seconds, `notBefore` and `notAfter`), when readable.
+    pub validity: Option<(i64, i64)>,
 }
 
 /// TLS to a server (the `tls` table of its backend, or its own).
@@ -126,6 +128,7 @@ fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> String {
 pub fn load_certificate(cert: &Path, key: &Path) -> Result<Certificate, String> {
     let chain = read_certs(cert)?;
     let names = leaf_names(&chain[0]).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let validity = validity(&chain[0]);
     let der = read_key(key)?;
     let provider = aws_lc_rs::default_provider();
     let certified = CertifiedKey::from_der(chain, der, &provider).map_err(|e| match e {
@@ -140,7 +143,108 @@ pub fn load_certificate(cert: &Path, key: &Path) -> Result<Certificate, String> 
         path: cert.to_path_buf(),
         key: Arc::new(certified),
         names,
+        validity,
     })
+}
+
+/// Why a certificate is not valid at `now` (Unix seconds), if it is not: it has expired
+/// or is not valid yet. Such a certificate is loaded (a restart must not take every other
+/// name down with it) and reported.
+pub fn validity_problem(validity: Option<(i64, i64)>, now: i64) -> Option<String> {
+    let (not_before, not_after) = validity?;
+    if now > not_after {
+        Some(format!("expired on {}", date(not_after)))
+    } else if now < not_before {
+        Some(format!("not valid before {}", date(not_before)))
+    } else {
+        None
+    }
+}
+
+/// `YYYY-MM-DD` of Unix seconds (UTC).
+fn date(secs: i64) -> String {
+    // Howard Hinnant's civil-from-days.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Unix seconds of a civil date and time (UTC).
+fn unix(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) * 86_400 + hh * 3600 + mm * 60 + ss
+}
+
+/// One DER element at the start of `der`: its tag, its contents and what follows.
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) in Unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let digits = |t: &[u8]| -> Option<i64> {
+        t.iter().try_fold(0i64, |a, &b| {
+            b.is_ascii_digit().then(|| a * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, rest) = match (tag, text.len()) {
+        (0x17, 13) => {
+            let yy = digits(&text[..2])?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &text[2..])
+        }
+        (0x18, 15) => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    if rest[10] != b'Z' {
+        return None;
+    }
+    let f = |i: usize| digits(&rest[i..i + 2]);
+    Some(unix(year, f(0)?, f(2)?, f(4)?, f(6)?, f(8)?))
+}
+
+/// The validity of an X.509 certificate: `Certificate → tbsCertificate → [version],
+/// serialNumber, signature, issuer, validity { notBefore, notAfter }`.
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    let (_, cert, _) = der_element(der)?;
+    let (_, tbs, _) = der_element(cert)?;
+    let mut rest = tbs;
+    let (tag, _, after) = der_element(rest)?;
+    if tag == 0xa0 {
+        rest = after; // version
+    }
+    for _ in 0..3 {
+        rest = der_element(rest)?.2; // serialNumber, signature, issuer
+    }
+    let (_, validity, _) = der_element(rest)?;
+    let (t1, before, rest) = der_element(validity)?;
+    let (t2, after, _) = der_element(rest)?;
+    Some((der_time(t1, before)?, der_time(t2, after)?))
 }
 
 /// The DNS names of a leaf certificate, lower case.
@@ -205,7 +309,17 @@ impl Ctx<'_> {
             let cert = self.path(c.cert.get_ref());
             let key = self.path(c.key.get_ref());
             match load_certificate(&cert, &key) {
-                Ok(loaded) => certificates.push(loaded),
+                Ok(loaded) => {
+                    if let Some(problem) = validity_problem(loaded.validity, now()) {
+                        eprintln!(
+                            "ringproxy: warning: {}:{}: frontend.tls.certificates: {}: {problem}",
+                            self.source.display(),
+                            self.line_of(c.cert.span().start),
+                            cert.display()
+                        );
+                    }
+                    certificates.push(loaded)
+                }
                 Err(reason) => return self.err(c.cert.span(), "frontend.tls.certificates", reason),
             }
         }
@@ -386,8 +500,66 @@ impl Ctx<'_> {
     }
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Whether every protocol of an http frontend's ALPN list is HTTP/1.x.
 fn alpn_ok_for_http(v: &[Spanned<String>]) -> bool {
     v.iter()
         .all(|p| matches!(p.get_ref().as_str(), "http/1.1" | "http/1.0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(unix(1970, 1, 1, 0, 0, 0), 0);
+        assert_eq!(unix(2000, 3, 1, 0, 0, 0), 951_868_800);
+        assert_eq!(unix(2024, 2, 29, 12, 0, 1), 1_709_208_001);
+        assert_eq!(date(1_709_208_001), "2024-02-29");
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(unix(2049, 12, 31, 23, 59, 59)), "2049-12-31");
+    }
+
+    #[test]
+    fn der_times() {
+        assert_eq!(der_time(0x17, b"240229120001Z"), Some(1_709_208_001));
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(der_time(0x18, b"20240229120001Z"), Some(1_709_208_001));
+        assert_eq!(der_time(0x17, b"240229120001+"), None);
+        assert_eq!(der_time(0x17, b"24022912000Z"), None);
+        assert_eq!(der_time(0x18, b"2024022912000xZ"), None);
+    }
+
+    #[test]
+    fn validity_of_a_certificate_and_of_garbage() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 2);
+        params.not_after = rcgen::date_time_ymd(2051, 3, 4);
+        let cert = params.self_signed(&key).unwrap();
+        let (nb, na) = validity(cert.der()).expect("readable");
+        assert_eq!(date(nb), "2020-01-02");
+        assert_eq!(date(na), "2051-03-04");
+        assert_eq!(
+            validity_problem(Some((nb, na)), unix(2030, 1, 1, 0, 0, 0)),
+            None
+        );
+        assert_eq!(
+            validity_problem(Some((nb, na)), unix(2052, 1, 1, 0, 0, 0)).as_deref(),
+            Some("expired on 2051-03-04")
+        );
+        assert_eq!(
+            validity_problem(Some((nb, na)), unix(2019, 1, 1, 0, 0, 0)).as_deref(),
+            Some("not valid before 2020-01-02")
+        );
+        assert_eq!(validity(b""), None);
+        assert_eq!(validity(&[0x30, 0x82, 0xff]), None);
+        assert_eq!(validity(&cert.der()[..40]), None);
+    }
 }
