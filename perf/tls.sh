@@ -6,6 +6,8 @@
 # Frontend (TLS termination in front of the plain built-in origin):
 #   handshakes  `ab -n $N -c 32 https://...`: one connection, one full handshake per request
 #   keep-alive  `wrk -t1 -c64 -d$DUR https://...`: requests over established TLS connections
+#   plain       the same over plain http, so that the TLS share of keep-alive is read
+#               from one run
 # Backend (plain clients, one request per connection, `ab -c 1`, through a proxy to a TLS
 # origin, nginx with `return 200`):
 #   pooled      ringproxy http_reuse safe (default) / HAProxy `ssl verify none` with
@@ -30,10 +32,13 @@ OT=$((9202 + PORT_OFFSET))     # TLS origin (nginx)
 RP=$((8501 + PORT_OFFSET))     # ringproxy: TLS frontend
 RPB=$((8502 + PORT_OFFSET))    # ringproxy: plain frontend -> TLS backend, pooled
 RPN=$((8503 + PORT_OFFSET))    # ringproxy: plain frontend -> TLS backend, no pool
+RPP=$((8504 + PORT_OFFSET))    # ringproxy: plain frontend -> plain origin
 HA=$((8511 + PORT_OFFSET))     # haproxy: TLS frontend
 HAB=$((8512 + PORT_OFFSET))    # haproxy: plain frontend -> TLS backend
+HAP=$((8513 + PORT_OFFSET))    # haproxy: plain frontend -> plain origin
 NG=$((8521 + PORT_OFFSET))     # nginx: TLS frontend
 NGB=$((8522 + PORT_OFFSET))    # nginx: plain frontend -> TLS backend
+NGP=$((8523 + PORT_OFFSET))    # nginx: plain frontend -> plain origin
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -99,6 +104,13 @@ max_keep_alive_requests = 0
 certificates = [{ cert = "leaf.pem", key = "leaf.key" }]
 
 [[frontend]]
+name = "plain"
+bind = ["127.0.0.1:$RPP"]
+mode = "http"
+backend = "origin"
+max_keep_alive_requests = 0
+
+[[frontend]]
 name = "to-tls"
 bind = ["127.0.0.1:$RPB"]
 mode = "http"
@@ -151,6 +163,9 @@ defaults
 frontend tls
   bind 127.0.0.1:$HA ssl crt $RUN_DIR/haproxy.pem alpn http/1.1
   default_backend origin
+frontend plain
+  bind 127.0.0.1:$HAP
+  default_backend origin
 frontend to-tls
   bind 127.0.0.1:$HAB
   default_backend tls-origin
@@ -181,6 +196,10 @@ http {
     location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
   server {
+    listen 127.0.0.1:$NGP;
+    location / { proxy_pass http://o; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
     listen 127.0.0.1:$NGB;
     location / {
       proxy_pass https://ot; proxy_http_version 1.1; proxy_set_header Connection "";
@@ -193,7 +212,7 @@ CFG
 taskset -c 1 nginx -c "$RUN_DIR/nginx.conf" -p "$RUN_DIR" 2>>"$RUN_DIR/nginx-error.log" &
 ng_pid=$!; pids+=($ng_pid)
 
-for p in $O $OT $RP $RPB $RPN $HA $HAB $NG $NGB; do wait_port "$p"; done
+for p in $O $OT $RP $RPB $RPN $RPP $HA $HAB $HAP $NG $NGB $NGP; do wait_port "$p"; done
 
 # ab_run NAME PID URL CONC: prints "name rps mean_ms p99_ms cpu_per_1000".
 ab_run() {
@@ -236,6 +255,9 @@ for rep in $(seq "$REPS"); do
     wrk_run "keep-alive ringproxy" "$rp_pid" "https://127.0.0.1:$RP/"
     wrk_run "keep-alive haproxy" "$ha_pid" "https://127.0.0.1:$HA/"
     wrk_run "keep-alive nginx" "$ng_pid" "https://127.0.0.1:$NG/"
+    wrk_run "plain-keep-alive ringproxy" "$rp_pid" "http://127.0.0.1:$RPP/"
+    wrk_run "plain-keep-alive haproxy" "$ha_pid" "http://127.0.0.1:$HAP/"
+    wrk_run "plain-keep-alive nginx" "$ng_pid" "http://127.0.0.1:$NGP/"
     ab_run "backend-one-shot ringproxy-pooled" "$rp_pid" "http://127.0.0.1:$RPB/" 1
     ab_run "backend-one-shot ringproxy-no-pool" "$rp_pid" "http://127.0.0.1:$RPN/" 1
     ab_run "backend-one-shot haproxy" "$ha_pid" "http://127.0.0.1:$HAB/" 1
@@ -255,6 +277,6 @@ awk "$AWK_MED"'
       printf "| %s | %s | %.0f | %.3f | %.2f | %.4f |\n", a[1], a[2], med(r[k]), med(m[k]), med(p[k]), med(c[k]) }
   }' "$RUN_DIR/results.txt" | tee "$RUN_DIR/tls.md"
 echo
-echo "handshakes: ab -n $N -c 32 (a full handshake per request); keep-alive: wrk -t1 -c64 -d$DUR;"
+echo "handshakes: ab -n $N -c 32 (a full handshake per request); keep-alive: wrk -t1 -c64 -d$DUR (plain: over http);"
 echo "backend-one-shot: ab -n $N -c 1, plain client, TLS origin (nginx), mean = latency per one-shot client."
 echo "raw: $RUN_DIR" >&2

@@ -438,6 +438,56 @@ fn client_silent_during_the_handshake_is_closed_after_timeout_client_handshake()
     }
 }
 
+#[test]
+fn a_request_head_trickled_inside_one_tls_record_is_cut_off_in_time() {
+    // The socket's own timeout starts over at every byte, and a TLS read returns only
+    // with a whole record: timeout_http_request must still bound the head. (No byte of
+    // the request was decrypted, so, as for a plain client that sent nothing, the proxy
+    // closes without a 408.)
+    let pki = Pki::new("hs-trickle");
+    let a = pki.leaf("a", &["a.test"]);
+    let origin = path_origin();
+    let (proxy, addr) = Front {
+        frontend: "timeout_http_request = \"1s\"",
+        ..Front::http(&[&a])
+    }
+    .start(&[origin.addr]);
+    let mut c = connect_ok(addr, Some("a.test"), &client_config(&pki, BOTH, &[]));
+    // One record holding a whole request, sent a byte every 100 ms (it would take
+    // several seconds).
+    c.stream
+        .conn
+        .writer()
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a.test\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n")
+        .unwrap();
+    let mut record = Vec::new();
+    while c.stream.conn.wants_write() {
+        c.stream.conn.write_tls(&mut record).unwrap();
+    }
+    let start = Instant::now();
+    for b in &record[..record.len() - 1] {
+        if c.stream.sock.write_all(&[*b]).is_err() || start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "the proxy took the trickle for {took:?}"
+    );
+    match c.fill() {
+        Ok(0) | Err(_) => {}
+        Ok(_) => panic!(
+            "unexpected answer: {:?}",
+            String::from_utf8_lossy(&c.pending)
+        ),
+    }
+    assert!(start.elapsed() < Duration::from_secs(4));
+    assert_eq!(origin.accepted(), 0, "nothing reached the origin");
+    proxy.shutdown();
+}
+
 // ---------------------------------------------------------------------------------------
 // tcp mode.
 
@@ -621,6 +671,38 @@ fn one_shot_clients_share_pooled_tls_connections() {
     assert_eq!(origin.requests(), clients);
     proxy.shutdown();
     origin.settle();
+    // The pooled connections closed at shutdown answered close_notify unreset.
+    assert_eq!(origin.resets(), 0, "{:?}", origin.connections());
+}
+
+#[test]
+fn tls_server_connections_close_without_reset() {
+    // server-close: the proxy closes its TLS connection after every response; the origin
+    // answers the proxy's close_notify with its own, which must be read, not reset.
+    let pki = Pki::new("be-close");
+    let origin = tls_origin(&pki.leaf("origin", &["origin.test"]));
+    let (proxy, addr) = tls_backend_proxy(
+        1,
+        &format!(
+            "{}\nkeep_alive = \"server-close\"",
+            backend_tls(&pki, "sni = \"origin.test\"")
+        ),
+        origin.addr,
+    );
+    let mut c = Client::new(addr);
+    for i in 0..20 {
+        let r = c.exchange(get(&format!("/{i}")));
+        assert_eq!(r.status(), 200, "request {i}: {:?}", r.head);
+    }
+    drop(c);
+    assert!(
+        eventually(IO_TIMEOUT, || origin.finished() == 20),
+        "{} of 20 origin connections over",
+        origin.finished()
+    );
+    assert_eq!(origin.accepted(), 20, "one connection per request");
+    assert_eq!(origin.resets(), 0, "{:?}", origin.connections());
+    proxy.shutdown();
 }
 
 #[test]

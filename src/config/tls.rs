@@ -24,6 +24,8 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Default of `session_cache`: TLS 1.2 session ids remembered per shard.
 pub const SESSION_CACHE: usize = 4096;
+/// Most `session_cache` entries: the cache is allocated whole, per shard and frontend.
+pub const SESSION_CACHE_MAX: i64 = 1_000_000;
 
 /// `min_version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -349,7 +351,7 @@ impl Ctx<'_> {
         let session_cache = self.int_in(
             t.session_cache.as_ref(),
             "frontend.tls.session_cache",
-            (0, 10_000_000),
+            (0, SESSION_CACHE_MAX),
             SESSION_CACHE as i64,
         )? as usize;
         let ticketer = if t.tickets.unwrap_or(true) {
@@ -487,6 +489,13 @@ impl Ctx<'_> {
             }
         };
         let alpn = match &t.alpn {
+            Some(v) if mode == Mode::Http && !alpn_ok_for_http(v.get_ref()) => {
+                return self.err(
+                    v.span(),
+                    &format!("{key}.alpn"),
+                    "an http backend speaks HTTP/1.x to its servers: offer \"http/1.1\" (and \"http/1.0\"), not other protocols",
+                )
+            }
             Some(v) => alpn(self, v, &format!("{key}.alpn"))?,
             None => Vec::new(),
         };

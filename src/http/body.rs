@@ -13,7 +13,6 @@
 //! session: a wait that lasts too long fails with `TimedOut`.
 
 use std::io;
-use std::os::fd::AsRawFd;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
@@ -275,7 +274,11 @@ pub async fn splice_exact(
 ) -> Result<(), BodyError> {
     debug_assert!(src.data().is_empty());
     let pipe = buffers.get().map_err(BodyError::Source)?;
-    let (src_fd, dst_fd) = (src.stream.tcp().as_raw_fd(), dst.tcp().as_raw_fd());
+    let (Some(src_fd), Some(dst_fd)) = (src.stream.plain_fd(), dst.plain_fd()) else {
+        return Err(BodyError::Source(io::Error::other(
+            "splice needs plain sockets",
+        )));
+    };
     let mut in_pipe = 0usize;
     loop {
         while in_pipe > 0 {

@@ -9,21 +9,23 @@
 //! read poll (glommio keeps one armed after every short read), so a FIN, bytes or an
 //! error on an idle connection wakes the watcher, which closes it at once. The same
 //! attempt, made with no waker at checkout, finds no sign of death yet before a request
-//! goes on it (a FIN still in flight is covered by the session's free retry). The watcher also closes connections idle for `pool_idle_timeout` and,
-//! when the shard stops, every idle connection.
+//! goes on it (a FIN still in flight is covered by the session's free retry). The
+//! watcher also closes connections idle for `pool_idle_timeout` and, when the shard
+//! stops, every idle connection.
 //!
 //! Identity: a pooled connection remembers the SNI it was made for when the backend takes
 //! it from each request's `Host` (`sni_from_host`), and serves only requests for that
 //! name; otherwise every connection to a server is alike (the TLS settings are the
 //! server's). An idle TLS connection is watched the same way: session tickets the server
-//! sends are taken in by rustls without waking anyone; `close_notify`, a FIN or bytes
-//! close it.
+//! sends wake the watcher and are taken in by rustls (the connection stays);
+//! `close_notify`, a FIN or bytes close it.
 //!
-//! Closing: a server connection is closed with `shutdown(SHUT_WR)` (a FIN, after a
-//! `close_notify` on TLS) and then
-//! released; when unread input may be left (an exchange was cut short, an idle server
-//! sent bytes), a short task first reads and discards it to the server's FIN, because
-//! closing a socket with unread input makes the kernel send an RST.
+//! Closing: a plain server connection with nothing left to read is closed with
+//! `shutdown(SHUT_WR)` (a FIN) and released at once. When unread input may be left (an
+//! exchange was cut short, an idle server sent bytes), and always on TLS (a server answers
+//! the proxy's `close_notify` with its own), a short task ([`shut`]) sends `close_notify`
+//! and FIN and reads and discards what comes back up to the server's FIN, because closing
+//! a socket with unread input makes the kernel send an RST.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -168,7 +170,7 @@ impl Pools {
     ) {
         let state = &shard.backends[backend].servers[server];
         if shard.stopping.get() {
-            close_clean(conn.stream);
+            self.close(conn.stream, false, state);
             return;
         }
         // The idle wait is the pool's: no read timeout may fire into the watcher.
@@ -193,29 +195,39 @@ impl Pools {
                 .checkin(conn, uses, Instant::now(), max_idle);
         if let Some(old) = evicted {
             PoolCounters::add(&state.pool.evicted);
-            close_clean(old.stream);
+            self.close(old.stream, false, state);
         }
     }
 
-    /// Closes a server connection with a FIN, draining first when input may be pending.
+    /// Closes a server connection with a FIN, draining first when input may be pending
+    /// and always on TLS.
     pub fn close(&self, stream: Stream, pending: bool, state: &Rc<ServerState>) {
-        if pending {
-            self.close_draining(stream, state);
+        if pending || stream.is_tls() {
+            self.close_draining(stream, Some(state));
         } else {
             close_clean(stream);
         }
     }
 
-    fn close_draining(&self, mut stream: Stream, state: &Rc<ServerState>) {
-        stream.close_notify();
-        let _ = crate::l4::splice::shutdown_write(stream.tcp().as_raw_fd());
-        let stream = stream.into_tcp();
+    /// Closes a connection no server is accounted for (a purge, a failed handshake's
+    /// socket), as [`Pools::close`] would.
+    pub fn retire(&self, stream: Stream, pending: bool) {
+        if pending || stream.is_tls() {
+            self.close_draining(stream, None);
+        } else {
+            close_clean(stream);
+        }
+    }
+
+    fn close_draining(&self, stream: Stream, state: Option<&Rc<ServerState>>) {
         let draining = Rc::clone(&self.draining);
         draining.set(draining.get() + 1);
-        let state = Rc::clone(state);
+        let state = state.map(Rc::clone);
         glommio::spawn_local(async move {
-            if !drain(stream, DRAIN_TIME, DRAIN_BYTES).await {
-                PoolCounters::add(&state.pool.unclean_closes);
+            if !shut(stream, DRAIN_TIME, DRAIN_BYTES).await {
+                if let Some(state) = state {
+                    PoolCounters::add(&state.pool.unclean_closes);
+                }
             }
             draining.set(draining.get() - 1);
         })
@@ -264,8 +276,9 @@ impl Pools {
             for (s, pool) in servers.iter().enumerate() {
                 let mut pool = pool.borrow_mut();
                 while let Some(conn) = pool.expire(now, timeout, max_idle) {
-                    PoolCounters::add(&shard.backends[b].servers[s].pool.expired);
-                    close_clean(conn.stream);
+                    let state = &shard.backends[b].servers[s];
+                    PoolCounters::add(&state.pool.expired);
+                    self.close(conn.stream, false, state);
                 }
                 if let Some(t) = pool.next_expiry(timeout, max_idle) {
                     next = Some(next.map_or(t, |n| n.min(t)));
@@ -283,7 +296,7 @@ impl Pools {
         };
         let mut n = 0;
         for conn in pool.borrow_mut().drain() {
-            close_clean(conn.stream);
+            self.retire(conn.stream, false);
             n += 1;
         }
         n
@@ -294,7 +307,7 @@ impl Pools {
         for servers in &self.pools {
             for pool in servers {
                 for conn in pool.borrow_mut().drain() {
-                    close_clean(conn.stream);
+                    self.retire(conn.stream, false);
                 }
             }
         }
@@ -335,11 +348,35 @@ pub async fn drain(mut stream: TcpStream, time: Duration, bytes: usize) -> bool 
     }
 }
 
-/// `close_notify` (TLS) and FIN, then release: for connections with nothing left to read.
-pub fn close_clean(mut stream: Stream) {
-    stream.close_notify();
+/// FIN, then release: for plain connections with nothing left to read (a TLS one needs
+/// [`shut`]).
+pub fn close_clean(stream: Stream) {
+    debug_assert!(!stream.is_tls(), "a TLS stream is closed by shut");
     let _ = crate::l4::splice::shutdown_write(stream.tcp().as_raw_fd());
     drop(stream);
+}
+
+/// Closes a connection without an RST: `close_notify` (TLS; flushed within `time`),
+/// FIN, then reads and discards what the peer still sends up to its FIN, for at most
+/// `time` and `bytes` in all. True when the peer's FIN came (or the connection failed).
+pub async fn shut(mut stream: Stream, time: Duration, bytes: usize) -> bool {
+    use futures_lite::AsyncWriteExt;
+    let start = Instant::now();
+    let closed = stream.is_tls()
+        && futures_lite::future::or(async { stream.close().await.is_ok() }, async {
+            glommio::timer::sleep(time).await;
+            false
+        })
+        .await;
+    if !closed {
+        let _ = crate::l4::splice::shutdown_write(stream.tcp().as_raw_fd());
+    }
+    drain(
+        stream.into_tcp(),
+        time.saturating_sub(start.elapsed()),
+        bytes,
+    )
+    .await
 }
 
 /// The shard's pool watcher: runs until the shard stops, then closes every idle

@@ -140,6 +140,8 @@ struct Session {
     txn_open: bool,
     /// With the access log on: the record of the request in progress.
     log: Option<Box<LogRecord>>,
+    /// TLS clients: bounds the wait for a request head (see `read_request`).
+    tls_timer: Option<glommio::timer::Timer>,
 }
 
 /// Ends a session when the server of its current exchange has its sessions shut down
@@ -256,6 +258,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         server: None,
         served: 0,
         last_server: None,
+        tls_timer: None,
     };
     let mut watch = ServerWatch {
         shard: &shard,
@@ -284,19 +287,20 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     // sending.
     let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
     s.drop_server(mid_exchange);
-    let (mut stream, buf) = s.client.into_parts();
+    let (stream, buf) = s.client.into_parts();
     shard.http_buffers.give(buf);
     match end {
         // The tunnel closed both sides itself.
         End::Tunnel => {}
-        End::Close => pool::close_clean(stream),
+        End::Close if !stream.is_tls() => pool::close_clean(stream),
+        // TLS: the client answers close_notify with its own; it is read, not reset.
+        End::Close => {
+            pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+        }
         // FIN, then read and discard what the client still sends (bounded), so that it
         // reads the last response before the socket is closed.
         End::Linger => {
-            stream.close_notify();
-            let fd = std::os::fd::AsRawFd::as_raw_fd(stream.tcp());
-            let _ = crate::l4::splice::shutdown_write(fd);
-            pool::drain(stream.into_tcp(), LINGER_TIME, LINGER_BYTES).await;
+            pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
         }
     }
 }
@@ -369,7 +373,34 @@ impl Session {
                 return Err(self.timed_out(idle).await);
             }
             self.client.stream.set_read_timeout(Some(wait));
-            let read = if idle {
+            let read = if self.client.stream.is_tls() {
+                // A TLS read returns only with a whole record, and the socket's timeout
+                // starts over at every byte: a client trickling a record could hold the
+                // head for hours. The wait is bounded here instead.
+                let timer = self
+                    .tls_timer
+                    .get_or_insert_with(|| glommio::timer::Timer::new(wait));
+                timer.reset(wait);
+                let stopping = &self.stopping;
+                let client = &mut self.client;
+                futures_lite::future::or(async { Some(client.fill().await) }, async {
+                    futures_lite::future::or(
+                        async {
+                            timer.await;
+                            Some(Err(io::ErrorKind::TimedOut.into()))
+                        },
+                        async {
+                            match idle {
+                                true => stopping.fired().await,
+                                false => futures_lite::future::pending::<()>().await,
+                            }
+                            None
+                        },
+                    )
+                    .await
+                })
+                .await
+            } else if idle {
                 // Idle between requests: a stopping shard closes the connection now.
                 let stopping = &self.stopping;
                 let client = &mut self.client;
@@ -1118,13 +1149,17 @@ impl Session {
             // Always ready for splice: a pooled connection serves every frontend of the
             // backend, and some may splice.
             let tcp = tcp.filter(|t| crate::l4::prepare(t, true).is_ok());
-            let mut tls_failed = false;
+            // Some(certificate refused): the TLS handshake failed.
+            let mut tls_failed = None;
             let stream = match tcp {
                 Some(tcp) => {
                     let _ = tcp.set_write_timeout(Some(be.timeout_server));
                     let secured =
                         crate::l4::secure(&shard, &slot.server, tcp, sni, be.timeout_connect).await;
-                    tls_failed = secured.is_err();
+                    tls_failed = secured
+                        .as_ref()
+                        .err()
+                        .map(|e| e.failure == crate::tls::Failure::Certificate);
                     secured.ok()
                 }
                 None => None,
@@ -1145,7 +1180,10 @@ impl Session {
                 }
                 None => {
                     tried.insert(index, state.servers.len());
-                    if be.http.retry_on.conn_failure && *budget > 0 {
+                    // A certificate refused for a name the client chose fails the same
+                    // way everywhere: no retry.
+                    let final_failure = tls_failed == Some(true) && sni.is_some();
+                    if be.http.retry_on.conn_failure && *budget > 0 && !final_failure {
                         *budget -= 1;
                         let elsewhere = tried.contains(index);
                         shard
@@ -1153,7 +1191,7 @@ impl Session {
                             .retried(&mut self.txn, backend, index, elsewhere);
                         continue;
                     }
-                    if tls_failed {
+                    if tls_failed.is_some() {
                         return Err(self
                             .refuse_by(
                                 Ender::Server,

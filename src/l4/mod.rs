@@ -242,6 +242,10 @@ pub async fn accept_tls(shard: &Shard, frontend: usize, tcp: TcpStream) -> Optio
             Some(stream)
         }
         Err(e) => {
+            if let Some(tcp) = e.tcp {
+                // Read the client's late bytes before closing, so it gets no RST.
+                shard.http_pools.retire(Stream::Plain(tcp), true);
+            }
             let counter = match e.failure {
                 tls::Failure::Timeout => Fe::TlsFailedTimeout,
                 tls::Failure::Closed | tls::Failure::Other => Fe::TlsFailedClosed,
@@ -283,7 +287,10 @@ pub async fn secure(
             }
             Ok(stream)
         }
-        Err(e) => {
+        Err(mut e) => {
+            if let Some(tcp) = e.tcp.take() {
+                shard.http_pools.retire(Stream::Plain(tcp), true);
+            }
             let counter = match e.failure {
                 tls::Failure::Certificate => Sv::TlsFailedCertificate,
                 _ => Sv::TlsFailedOther,

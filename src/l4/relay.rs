@@ -269,6 +269,7 @@ enum Engine {
 
 impl Engine {
     fn splice(buffers: &RelayBuffers) -> io::Result<Engine> {
+        // `relay` chooses splice only between plain sockets (see `Stream::plain_fd`).
         Ok(Engine::Splice {
             pipe: buffers.get()?,
             in_pipe: 0,
@@ -378,7 +379,7 @@ impl Direction {
                     continue;
                 }
                 if self.eof {
-                    return Poll::Ready(finish(dst, to).map(|()| self.done = true));
+                    return finish(dst, to, cx).map(|r| r.map(|()| self.done = true));
                 }
                 if budget == 0 {
                     cx.waker().wake_by_ref();
@@ -460,7 +461,7 @@ impl Direction {
                     }
                 }
                 if self.eof {
-                    return Poll::Ready(finish(dst, to).map(|()| self.done = true));
+                    return finish(dst, to, cx).map(|r| r.map(|()| self.done = true));
                 }
                 if budget == 0 {
                     cx.waker().wake_by_ref();
@@ -485,8 +486,10 @@ impl Direction {
 }
 
 /// Passes the FIN on: the destination will read end of stream after the last byte (on
-/// TLS, after a `close_notify`).
-fn finish(dst: &mut Stream, to: Side) -> DirResult {
-    dst.close_notify();
-    super::splice::shutdown_write(dst.tcp().as_raw_fd()).map_err(|e| (to, e))
+/// TLS, after a `close_notify`, which may wait for room in the socket).
+fn finish(dst: &mut Stream, to: Side, cx: &mut Context<'_>) -> Poll<DirResult> {
+    if dst.is_tls() {
+        return Pin::new(dst).poll_close(cx).map_err(|e| (to, e));
+    }
+    Poll::Ready(super::splice::shutdown_write(dst.tcp().as_raw_fd()).map_err(|e| (to, e)))
 }

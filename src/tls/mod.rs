@@ -8,9 +8,15 @@
 //! frontend's first certificate.
 //!
 //! Server verification ([`Verifier`]): the chain must lead to the configured roots, and,
-//! when an SNI is sent, the certificate must be valid for that name; without SNI, only
-//! the chain is checked (HAProxy's behaviour without `verifyhost`); `verify = "none"`
-//! checks nothing but the handshake signatures.
+//! when an SNI is sent, the certificate must be valid for that name; without SNI (no
+//! `sni`, no `sni_from_host`), only the chain is checked (HAProxy's behaviour without
+//! `verifyhost`); with `sni_from_host`, the name is always checked, an address in `Host`
+//! (or a request without one: the server's address) included; `verify = "none"` checks
+//! nothing but the handshake signatures.
+//!
+//! A failed handshake hands its TCP socket back, so that it is closed without an RST
+//! (the peer's alert or late bytes are read and discarded first); one that ran out of
+//! time is dropped with the future that held it.
 //!
 //! The connection type shared by plain and TLS sockets is [`stream::Stream`].
 
@@ -75,8 +81,10 @@ impl ShardTls {
 
 /// The name a connection to a server is made for: the SNI sent and the name its
 /// certificate must have, or, without SNI, the server's address (no SNI is sent for an
-/// address, and [`Verifier`] then checks the chain only). `host`: the request's host,
-/// lower case and without port (for `sni_from_host`).
+/// address; [`Verifier`] then checks the chain only, except with `sni_from_host`).
+/// `host`: the request's host, lower case and without port (for `sni_from_host`); an
+/// address there (`10.0.0.1`, `[::1]`) is the name, and a host that is neither a DNS
+/// name nor an address counts as none.
 pub fn server_name(
     tls: &ServerTls,
     address: std::net::IpAddr,
@@ -85,7 +93,13 @@ pub fn server_name(
     let by_address = ServerName::IpAddress(address.into());
     match (&tls.sni, host) {
         (Sni::Fixed(name), _) => name.clone(),
-        (Sni::FromHost, Some(h)) => ServerName::try_from(h.to_string()).unwrap_or(by_address),
+        (Sni::FromHost, Some(h)) => {
+            let bare = h.trim_start_matches('[').trim_end_matches(']');
+            match bare.parse::<std::net::IpAddr>() {
+                Ok(ip) => ServerName::IpAddress(ip.into()),
+                Err(_) => ServerName::try_from(h.to_string()).unwrap_or(by_address),
+            }
+        }
         _ => by_address,
     }
 }
@@ -196,10 +210,12 @@ pub fn client_config(tls: &ServerTls) -> Arc<ClientConfig> {
                 .expect("roots were checked non-empty at load"),
             ),
             provider: Arc::clone(&provider),
+            names_always: tls.sni == Sni::FromHost,
         }),
         None => Arc::new(Verifier {
             inner: None,
             provider: Arc::clone(&provider),
+            names_always: false,
         }),
     };
     let builder = ClientConfig::builder_with_provider(provider)
@@ -228,6 +244,9 @@ struct Verifier {
     /// `None`: `verify = "none"`.
     inner: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
+    /// The name is checked even when it is an address (`sni_from_host`: the address came
+    /// from the request, not from the configuration).
+    names_always: bool,
 }
 
 impl ServerCertVerifier for Verifier {
@@ -246,7 +265,7 @@ impl ServerCertVerifier for Verifier {
             // No SNI was sent (the name is the server's address): the chain is what counts.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if matches!(server_name, ServerName::IpAddress(_)) => {
+            )) if !self.names_always && matches!(server_name, ServerName::IpAddress(_)) => {
                 Ok(ServerCertVerified::assertion())
             }
             r => r,
@@ -334,11 +353,13 @@ impl Failure {
     }
 }
 
-/// A failed handshake: why, and what rustls or the socket said (for the log).
+/// A failed handshake: why, what rustls or the socket said (for the log), and the socket
+/// when the handshake gave it back (not after a timeout), to be closed cleanly.
 #[derive(Debug)]
 pub struct HandshakeError {
     pub failure: Failure,
     pub error: io::Error,
+    pub tcp: Option<TcpStream>,
 }
 
 impl std::fmt::Display for HandshakeError {
@@ -352,18 +373,27 @@ impl std::fmt::Display for HandshakeError {
 
 /// Runs `handshake` for at most `timeout`.
 async fn bounded<T>(
-    handshake: impl Future<Output = io::Result<T>>,
+    handshake: impl Future<Output = Result<T, (io::Error, TcpStream)>>,
     timeout: Duration,
 ) -> Result<T, HandshakeError> {
-    let r = futures_lite::future::or(handshake, async {
+    let r = futures_lite::future::or(async { Some(handshake.await) }, async {
         glommio::timer::sleep(timeout).await;
-        Err(io::ErrorKind::TimedOut.into())
+        None
     })
     .await;
-    r.map_err(|error| HandshakeError {
-        failure: Failure::of(&error),
-        error,
-    })
+    match r {
+        Some(Ok(t)) => Ok(t),
+        Some(Err((error, tcp))) => Err(HandshakeError {
+            failure: Failure::of(&error),
+            error,
+            tcp: Some(tcp),
+        }),
+        None => Err(HandshakeError {
+            failure: Failure::Timeout,
+            error: io::ErrorKind::TimedOut.into(),
+            tcp: None,
+        }),
+    }
 }
 
 /// The handshake of an accepted client, within `timeout`. `Ok`: the stream and whether
@@ -374,7 +404,7 @@ pub async fn accept(
     timeout: Duration,
 ) -> Result<(Stream, bool), HandshakeError> {
     let acceptor = futures_rustls::TlsAcceptor::from(Arc::clone(config));
-    let tls = bounded(acceptor.accept(tcp), timeout).await?;
+    let tls = bounded(acceptor.accept(tcp).into_fallible(), timeout).await?;
     let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
     Ok((Stream::Accepted(Box::new(tls)), resumed))
 }
@@ -388,7 +418,7 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<(Stream, bool), HandshakeError> {
     let connector = futures_rustls::TlsConnector::from(Arc::clone(config));
-    let tls = bounded(connector.connect(name, tcp), timeout).await?;
+    let tls = bounded(connector.connect(name, tcp).into_fallible(), timeout).await?;
     let resumed = tls.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed);
     Ok((Stream::Connected(Box::new(tls)), resumed))
 }

@@ -8,7 +8,8 @@
 //! - only plain streams may be spliced ([`Stream::plain_fd`]);
 //! - a TLS peer that closes without `close_notify` reads as end of stream (HTTP framing,
 //!   not TLS, tells a complete message from a cut one);
-//! - closing a TLS stream sends `close_notify` before the FIN ([`Stream::close_notify`]).
+//! - closing a TLS stream sends `close_notify` before the FIN (`poll_close`; see
+//!   `http::pool::shut` for a close that also reads the peer's answer, so no RST).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -79,27 +80,6 @@ impl Stream {
         } else {
             Ok(())
         }
-    }
-
-    /// Queues a `close_notify` and sends what rustls holds without waiting (a full socket
-    /// loses it: the FIN that follows still closes the connection). Nothing for a plain
-    /// stream.
-    pub fn close_notify(&mut self) {
-        let mut out = Vec::new();
-        match self {
-            Stream::Plain(_) => return,
-            Stream::Accepted(t) => {
-                let conn = t.get_mut().1;
-                conn.send_close_notify();
-                while conn.wants_write() && conn.write_tls(&mut out).is_ok_and(|n| n > 0) {}
-            }
-            Stream::Connected(t) => {
-                let conn = t.get_mut().1;
-                conn.send_close_notify();
-                while conn.wants_write() && conn.write_tls(&mut out).is_ok_and(|n| n > 0) {}
-            }
-        }
-        let _ = crate::l4::splice::send_now(self.tcp().as_raw_fd(), &out);
     }
 
     /// The TCP socket, for a close that only reads and discards (TLS state is dropped).

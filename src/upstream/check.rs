@@ -335,10 +335,15 @@ async fn probe(
             let left = deadline.saturating_duration_since(Instant::now());
             match crate::tls::connect(tcp, config, name, left).await {
                 Ok((s, _)) => s,
-                Err(e) if e.failure == crate::tls::Failure::Timeout => {
-                    return Err(CheckFailure::Timeout)
+                Err(mut e) => {
+                    if let Some(tcp) = e.tcp.take() {
+                        close(Stream::Plain(tcp)).await;
+                    }
+                    return Err(match e.failure {
+                        crate::tls::Failure::Timeout => CheckFailure::Timeout,
+                        _ => CheckFailure::Tls(e.to_string()),
+                    });
                 }
-                Err(e) => return Err(CheckFailure::Tls(e.to_string())),
             }
         }
     };
@@ -406,9 +411,6 @@ fn io_failure(e: io::Error) -> CheckFailure {
 
 /// FIN, then read what the server still sends (bounded), then release: a check never
 /// leaves unread input behind, which would make the kernel send an RST.
-async fn close(mut stream: Stream) {
-    stream.close_notify();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(stream.tcp());
-    let _ = crate::l4::splice::shutdown_write(fd);
-    crate::http::pool::drain(stream.into_tcp(), PROBE_DRAIN_TIME, PROBE_DRAIN_BYTES).await;
+async fn close(stream: Stream) {
+    crate::http::pool::shut(stream, PROBE_DRAIN_TIME, PROBE_DRAIN_BYTES).await;
 }

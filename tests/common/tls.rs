@@ -576,6 +576,8 @@ pub struct OriginConn {
 struct OriginLog {
     accepted: AtomicUsize,
     finished: AtomicUsize,
+    /// Connections that ended with a reset from the proxy.
+    resets: AtomicUsize,
     conns: Mutex<Vec<OriginConn>>,
 }
 
@@ -596,6 +598,12 @@ impl TlsOrigin {
     /// Connections over (closed on both sides).
     pub fn finished(&self) -> usize {
         self.log.finished.load(Ordering::SeqCst)
+    }
+
+    /// Connections the proxy reset (an RST seen reading, writing, or within
+    /// [`RESET_GRACE`] after its FIN).
+    pub fn resets(&self) -> usize {
+        self.log.resets.load(Ordering::SeqCst)
     }
 
     pub fn connections(&self) -> Vec<OriginConn> {
@@ -708,10 +716,37 @@ fn serve_tls(mut tcp: TcpStream, config: Arc<ServerConfig>, log: &OriginLog, ind
             break;
         }
     }
-    // The client closed (or failed): close_notify, FIN, and wait for its FIN.
+    // The client closed (or failed): close_notify, FIN, and wait for its FIN. A reset
+    // anywhere here, or one that follows the FIN (the proxy closed with our close_notify
+    // unread), is counted.
+    let is_reset = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        )
+    };
+    let mut reset = false;
     wire.stream.conn.send_close_notify();
-    let _ = wire.stream.flush();
+    if let Err(e) = wire.stream.flush() {
+        reset |= is_reset(&e);
+    }
     let _ = wire.stream.sock.shutdown(Shutdown::Write);
     let mut sink = [0u8; 4096];
-    while matches!(wire.stream.sock.read(&mut sink), Ok(n) if n > 0) {}
+    loop {
+        match wire.stream.sock.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            Ok(_) => break,
+            Err(e) => {
+                reset |= is_reset(&e);
+                break;
+            }
+        }
+    }
+    thread::sleep(RESET_GRACE);
+    if let Ok(Some(e)) = wire.stream.sock.take_error() {
+        reset |= is_reset(&e);
+    }
+    if reset {
+        log.resets.fetch_add(1, Ordering::SeqCst);
+    }
 }
