@@ -38,3 +38,15 @@ bench_config() {
     printf '\n[[backend.server]]\nname = "o%s"\naddress = "127.0.0.1:%s"\n' "$i" $((9000 + i + PORT_OFFSET))
   done
 }
+
+# cpu_ticks PID...: CPU ticks (1/100 s) of the processes and their children.
+cpu_ticks() {
+  local t=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+
+# wait_port PORT: returns once something listens on 127.0.0.1:PORT (5 s at most).
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }

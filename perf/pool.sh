@@ -25,15 +25,6 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 active_opens() { awk '/^Tcp:/ && ++n == 2 { print $6 }' /proc/net/snmp; }
-# CPU ticks (1/100 s) of a process and its children threads/processes.
-cpu_ticks() {
-  local t=0 p
-  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
-    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 taskset -c 1 "$ROOT/target/release/ringproxy" origin --listen "127.0.0.1:$O" 2>/dev/null &
 pids+=($!)

@@ -43,15 +43,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-cpu_ticks() {
-  local t=0 p
-  for p in "$@" $(for q in "$@"; do pgrep -P "$q" || true; done); do
-    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-
 # Certificates: a CA and one leaf for bench.test (also the origin's).
 (
   cd "$RUN_DIR"

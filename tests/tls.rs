@@ -14,9 +14,8 @@
 mod common;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -490,29 +489,6 @@ fn a_request_head_trickled_inside_one_tls_record_is_cut_off_in_time() {
 
 // ---------------------------------------------------------------------------------------
 // tcp mode.
-
-/// A plain server that, on its one connection, hashes everything it receives until EOF
-/// while sending `len` bytes of seed `seed`, then closes; the hash goes to the channel.
-fn sink_source_server(seed: u64, len: usize) -> (SocketAddr, mpsc::Receiver<(Fnv, usize)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        conn.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut writer = conn.try_clone().unwrap();
-        let w = thread::spawn(move || {
-            send_stream(&mut writer, seed, len).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut reader = conn;
-        let got = hash_stream(&mut reader).unwrap();
-        w.join().unwrap();
-        tx.send(got).unwrap();
-    });
-    (addr, rx)
-}
 
 #[test]
 fn tcp_mode_tls_termination_carries_64_mib_each_way_intact() {

@@ -414,3 +414,30 @@ pub fn recording_server(handler: impl Fn(&mut RecordedConn) + Send + Sync + 'sta
         log,
     }
 }
+
+/// A server that, on its one connection, hashes everything it receives until EOF while
+/// sending `len` bytes of seed `seed`, then closes; the hash of what it received goes to
+/// the channel.
+pub fn sink_source_server(
+    seed: u64,
+    len: usize,
+) -> (SocketAddr, std::sync::mpsc::Receiver<(Fnv, usize)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        conn.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut writer = conn.try_clone().unwrap();
+        let w = thread::spawn(move || {
+            send_stream(&mut writer, seed, len).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut reader = conn;
+        let got = hash_stream(&mut reader).unwrap();
+        w.join().unwrap();
+        tx.send(got).unwrap();
+    });
+    (addr, rx)
+}
