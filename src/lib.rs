@@ -1,8 +1,8 @@
 //! # ringproxy
 //!
 //! A load balancer and reverse proxy for bare-metal Linux: thread-per-core, io_uring
-//! (through glommio), zero-copy L4 forwarding with `splice(2)`, and an HTTP/1.x reverse
-//! proxy (L7) with exact keep-alive semantics.
+//! (through glommio), zero-copy L4 forwarding with `splice(2)`, an HTTP/1.x reverse
+//! proxy (L7) with exact keep-alive semantics, and TLS (rustls) on either side.
 //!
 //! ## Thread model
 //! One **shard** per CPU. A shard is a glommio `LocalExecutor` pinned to its CPU, with its
@@ -36,6 +36,8 @@
 //! - [`config`]: TOML → validated [`config::Config`]; every refusal names file, line, key.
 //! - [`runtime`]: CPU plan, listeners, one executor thread per shard, start errors, signals.
 //! - [`worker`]: a shard's accept loops, session spawning, draining on stop.
+//! - [`tls`]: rustls per shard: TLS termination (SNI certificates, resumption), TLS to
+//!   servers, and the [`tls::Stream`] every session reads and writes, plain or TLS.
 //! - [`l4`]: tcp mode: connect with retries, then the splice/copy [`l4::relay`].
 //! - [`http`]: http mode: request by request, routed, rewritten, bodies copied or spliced.
 //! - [`upstream`]: per-shard backend state, the balancer, health checks, the queue, pools

@@ -9,7 +9,8 @@
 //!   every duration is a non-zero [`Duration`] (a zero timeout would mean "wait forever",
 //!   which ringproxy never does).
 //!
-//! Health keys are validated in [`health`], cookie stickiness in [`sticky`].
+//! Health keys are validated in [`health`], cookie stickiness in [`sticky`], TLS settings
+//! (and the certificate, key and CA files they name) in [`tls`].
 //!
 //! Every refusal is a [`ConfigError`]: file, line, key and reason, printed as
 //! `FILE:LINE: key: reason`.

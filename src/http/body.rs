@@ -1,13 +1,15 @@
 //! Buffered connections and the forwarding of one message body.
 //!
-//! A [`Conn`] is a socket with one fixed buffer, allocated once per connection and reused
-//! for every message on it: heads are parsed in place, and body bytes that arrived with a
-//! head are forwarded from there. [`forward`] moves one body, as framed by its head, from a
-//! connection to a socket, in one of three codings (as received, chunked decoded for an
+//! A [`Conn`] is a connection (plain or TLS, a [`Stream`]) with one fixed buffer,
+//! allocated once per connection and reused for every message on it: heads are parsed in
+//! place, and body bytes that arrived with a head are forwarded from there. [`forward`]
+//! moves one body, as framed by its head, from a connection to another, in one of three
+//! codings (as received, chunked decoded for an
 //! HTTP/1.0 client, chunked encoded for a close-delimited body sent to a kept-alive
 //! HTTP/1.1 client). A long body of known length leaves the buffer for a pipe: after the
 //! buffered bytes, the rest goes socket to socket with `splice(2)`, never through user
-//! space ([`splice_exact`]).
+//! space ([`splice_exact`]), when both sockets are plain. What a write leaves inside
+//! rustls is flushed before any wait for more input ([`flush`]).
 //!
 //! Timeouts are the sockets' own (glommio's per-wait read and write timeouts), set by the
 //! session: a wait that lasts too long fails with `TimedOut`.

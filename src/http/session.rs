@@ -31,6 +31,11 @@
 //!
 //! Errors the proxy answers itself close the client connection afterwards, with a
 //! lingering close so the response is not lost to an RST.
+//!
+//! TLS: a TLS frontend's client is handshaken first (`l4::accept_tls`); a server with
+//! `tls` gets a handshake on each new connection (`l4::secure`), made for the request's
+//! host with `sni_from_host`, and its pooled connections serve that name only. The
+//! streams are [`Stream`]s: the exchange is the same, and only plain sockets splice.
 
 use std::cell::Cell;
 use std::io;

@@ -7,7 +7,7 @@
 //! SNI ([`CertResolver`]): an exact name, then a `*.` wildcard one label deep, then the
 //! frontend's first certificate.
 //!
-//! Server verification ([`Verifier`]): the chain must lead to the configured roots, and,
+//! Server verification (`Verifier`): the chain must lead to the configured roots, and,
 //! when an SNI is sent, the certificate must be valid for that name; without SNI (no
 //! `sni`, no `sni_from_host`), only the chain is checked (HAProxy's behaviour without
 //! `verifyhost`); with `sni_from_host`, the name is always checked, an address in `Host`
@@ -81,7 +81,7 @@ impl ShardTls {
 
 /// The name a connection to a server is made for: the SNI sent and the name its
 /// certificate must have, or, without SNI, the server's address (no SNI is sent for an
-/// address; [`Verifier`] then checks the chain only, except with `sni_from_host`).
+/// address; `Verifier` then checks the chain only, except with `sni_from_host`).
 /// `host`: the request's host, lower case and without port (for `sni_from_host`); an
 /// address there (`10.0.0.1`, `[::1]`) is the name, and a host that is neither a DNS
 /// name nor an address counts as none.
