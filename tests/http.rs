@@ -775,6 +775,31 @@ fn idle_keep_alive_connection_is_closed_silently() {
     proxy.shutdown();
 }
 
+#[test]
+fn a_connection_idle_past_the_buffer_hold_is_served_and_still_times_out() {
+    // Idle longer than IDLE_BUFFER_HOLD, the connection gives its buffers back and waits
+    // with a peek: its next requests, pipelined, are served; the keep-alive timeout still
+    // counts from the end of the last response.
+    let origin = BuiltIn::start();
+    let (proxy, addr) = http_proxy(&[origin.addr()], "timeout_http_keep_alive = \"2500ms\"", "");
+    let mut c = Client::new(addr);
+    assert_eq!(c.exchange(get("/")).status(), 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.send(format!("{}{}", get("/a"), get("/b")));
+    assert_eq!(c.response().status(), 200);
+    assert_eq!(c.response().status(), 200);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(c.exchange(get("/c")).status(), 200);
+    let start = Instant::now();
+    c.assert_eof();
+    let idle = start.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2300) && idle < Duration::from_secs(6),
+        "{idle:?}"
+    );
+    proxy.shutdown();
+}
+
 // ---------------------------------------------------------------------------------------
 // Routing and forwarded headers.
 

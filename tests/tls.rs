@@ -438,6 +438,21 @@ fn client_silent_during_the_handshake_is_closed_after_timeout_client_handshake()
 }
 
 #[test]
+fn a_tls_client_idle_past_the_buffer_hold_is_served() {
+    let pki = Pki::new("idle-hold");
+    let a = pki.leaf("a", &["a.test"]);
+    let origin = path_origin();
+    let (proxy, addr) = Front::http(&[&a]).start(&[origin.addr]);
+    let mut c = connect_ok(addr, Some("a.test"), &client_config(&pki, BOTH, &[]));
+    assert_path_served(&mut c, "/first");
+    thread::sleep(Duration::from_millis(1500));
+    assert_path_served(&mut c, "/after-idle");
+    assert_path_served(&mut c, "/again");
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
 fn a_request_head_trickled_inside_one_tls_record_is_cut_off_in_time() {
     // The socket's own timeout starts over at every byte, and a TLS read returns only
     // with a whole record: timeout_http_request must still bound the head. (No byte of

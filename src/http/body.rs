@@ -88,6 +88,21 @@ impl Conn {
         (self.stream, self.buf)
     }
 
+    /// Takes the buffer away (nothing may be unconsumed), leaving an empty one that
+    /// allocates nothing; [`Conn::restore`] gives it one back before the next read.
+    pub fn park(&mut self) -> Box<[u8]> {
+        debug_assert!(self.start == self.end);
+        self.start = 0;
+        self.end = 0;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Gives a parked connection a buffer again.
+    pub fn restore(&mut self, buf: Box<[u8]>) {
+        debug_assert!(self.buf.is_empty());
+        self.buf = buf;
+    }
+
     /// Bytes received and not yet consumed.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]

@@ -32,6 +32,10 @@
 //! Errors the proxy answers itself close the client connection afterwards, with a
 //! lingering close so the response is not lost to an RST.
 //!
+//! Memory: a kept-alive client connection idle for [`IDLE_BUFFER_HOLD`] gives its input
+//! buffer and output vector back to the shard and waits for its next request with a
+//! one-byte `peek` ([`Session::park`] is private; see `read_request`).
+//!
 //! TLS: a TLS frontend's client is handshaken first (`l4::accept_tls`); a server with
 //! `tls` gets a handshake on each new connection (`l4::secure`), made for the request's
 //! host with `sni_from_host`, and its pooled connections serve that name only. The
@@ -75,6 +79,10 @@ pub const EXPECT_WAIT: Duration = Duration::from_secs(1);
 /// by an RST.
 pub const LINGER_TIME: Duration = Duration::from_secs(1);
 pub const LINGER_BYTES: usize = 256 * 1024;
+
+/// A kept-alive client connection idle this long gives its buffers back to the shard
+/// until its next request shows up (most come sooner, and keep them).
+pub const IDLE_BUFFER_HOLD: Duration = Duration::from_secs(1);
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,6 +385,9 @@ impl Session {
             if wait.is_zero() {
                 return Err(self.timed_out(idle).await);
             }
+            // Between requests, the buffers are held for IDLE_BUFFER_HOLD, then parked.
+            let hold = idle && self.served > 0 && wait > IDLE_BUFFER_HOLD;
+            let wait = if hold { IDLE_BUFFER_HOLD } else { wait };
             self.client.stream.set_read_timeout(Some(wait));
             let read = if self.client.stream.is_tls() {
                 // A TLS read returns only with a whole record, and the socket's timeout
@@ -422,12 +433,48 @@ impl Session {
                 Some(Ok(0)) if idle => return Err(End::Close),
                 Some(Ok(0)) => return Err(self.refuse(400, "incomplete request head").await),
                 Some(Ok(_)) => {}
+                Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut && hold => {
+                    if !self.park(idle_timeout - IDLE_BUFFER_HOLD).await {
+                        return Err(End::Close);
+                    }
+                }
                 Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
                     return Err(self.timed_out(idle).await)
                 }
                 Some(Err(_)) => return Err(End::Close),
             }
         }
+    }
+
+    /// An idle kept-alive connection without its buffers: they go back to the shard, and
+    /// the wait for the next request is a one-byte `peek` (which takes nothing from the
+    /// socket), for at most `wait`. True when bytes came (the buffers are back); false
+    /// when the client closed or stayed idle, or the shard is stopping.
+    async fn park(&mut self, wait: Duration) -> bool {
+        let shard = &self.shard;
+        shard.http_buffers.give(self.client.park());
+        self.out = Vec::new();
+        let mut probe = [0u8; 1];
+        let tcp = self.client.stream.tcp();
+        let stopping = &self.stopping;
+        // glommio's peek ignores the read timeout: the wait is bounded here.
+        let came = futures_lite::future::or(
+            async { matches!(tcp.peek(&mut probe).await, Ok(n) if n > 0) },
+            futures_lite::future::or(
+                async {
+                    glommio::timer::sleep(wait).await;
+                    false
+                },
+                async {
+                    stopping.fired().await;
+                    false
+                },
+            ),
+        )
+        .await;
+        let capacity = self.frontend().http.max_header_bytes.max(CLIENT_BUFFER_MIN);
+        self.client.restore(self.shard.http_buffers.take(capacity));
+        came
     }
 
     async fn timed_out(&mut self, idle: bool) -> End {
