@@ -1,7 +1,7 @@
 //! One client connection in http mode, request after request.
 //!
 //! Each exchange: read and check the request head; route it; take a server connection
-//! ([`Session::server_for`]: an idle one from the shard's pool when `http_reuse` allows,
+//! (`Session::server_for`: an idle one from the shard's pool when `http_reuse` allows,
 //! else a new one); send the rewritten head and the body; read the response head
 //! (forwarding interim 1xx); write the rewritten response head and body to the client;
 //! then decide, independently for each side, whether its connection stays open. A kept
@@ -34,7 +34,7 @@
 //!
 //! Memory: a kept-alive client connection idle for [`IDLE_BUFFER_HOLD`] gives its input
 //! buffer and output vector back to the shard and waits for its next request with a
-//! one-byte `peek` ([`Session::park`] is private; see `read_request`).
+//! one-byte `peek` (`Session::park`).
 //!
 //! TLS: a TLS frontend's client is handshaken first (`l4::accept_tls`); a server with
 //! `tls` gets a handshake on each new connection (`l4::secure`), made for the request's
