@@ -131,21 +131,30 @@ pub fn load_certificate(cert: &Path, key: &Path) -> Result<Certificate, String> 
     let chain = read_certs(cert)?;
     let names = leaf_names(&chain[0]).map_err(|e| format!("{}: {e}", cert.display()))?;
     let validity = validity(&chain[0]);
-    let der = read_key(key)?;
+    let certified = certified(chain, read_key(key)?, cert, key)?;
+    Ok(Certificate {
+        path: cert.to_path_buf(),
+        key: Arc::new(certified),
+        names,
+        validity,
+    })
+}
+
+/// A chain and its key as rustls signs with them, refused when they do not match.
+fn certified(
+    chain: Vec<CertificateDer<'static>>,
+    der: PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, String> {
     let provider = aws_lc_rs::default_provider();
-    let certified = CertifiedKey::from_der(chain, der, &provider).map_err(|e| match e {
+    CertifiedKey::from_der(chain, der, &provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => format!(
             "{} is not the key of {} (they do not match)",
             key.display(),
             cert.display()
         ),
         e => format!("{}: unusable key: {e}", key.display()),
-    })?;
-    Ok(Certificate {
-        path: cert.to_path_buf(),
-        key: Arc::new(certified),
-        names,
-        validity,
     })
 }
 
@@ -464,13 +473,13 @@ impl Ctx<'_> {
             (None, None) => None,
             (Some(c), Some(k)) => {
                 let (cert, keyp) = (self.path(c.get_ref()), self.path(k.get_ref()));
-                // Loaded as a certified key to check that the two belong together.
-                load_certificate(&cert, &keyp)
-                    .or_else(|e| self.err(c.span(), &format!("{key}.client_cert"), e))?;
                 let chain = read_certs(&cert)
                     .or_else(|e| self.err(c.span(), &format!("{key}.client_cert"), e))?;
                 let der = read_key(&keyp)
                     .or_else(|e| self.err(k.span(), &format!("{key}.client_key"), e))?;
+                // The two must belong together.
+                certified(chain.clone(), der.clone_key(), &cert, &keyp)
+                    .or_else(|e| self.err(c.span(), &format!("{key}.client_cert"), e))?;
                 Some(Arc::new(ClientAuth { chain, key: der }))
             }
             (Some(c), None) => {

@@ -202,18 +202,19 @@ impl Pools {
     /// Closes a server connection with a FIN, draining first when input may be pending
     /// and always on TLS.
     pub fn close(&self, stream: Stream, pending: bool, state: &Rc<ServerState>) {
-        if pending || stream.is_tls() {
-            self.close_draining(stream, Some(state));
-        } else {
-            close_clean(stream);
-        }
+        self.close_for(stream, pending, Some(state));
     }
 
     /// Closes a connection no server is accounted for (a purge, a failed handshake's
     /// socket), as [`Pools::close`] would.
     pub fn retire(&self, stream: Stream, pending: bool) {
+        self.close_for(stream, pending, None);
+    }
+
+    /// `state`: where an unclean close is counted.
+    fn close_for(&self, stream: Stream, pending: bool, state: Option<&Rc<ServerState>>) {
         if pending || stream.is_tls() {
-            self.close_draining(stream, None);
+            self.close_draining(stream, state);
         } else {
             close_clean(stream);
         }

@@ -80,6 +80,9 @@ pub const EXPECT_WAIT: Duration = Duration::from_secs(1);
 pub const LINGER_TIME: Duration = Duration::from_secs(1);
 pub const LINGER_BYTES: usize = 256 * 1024;
 
+/// Initial capacity of a session's output vector (heads and coalesced small bodies).
+const OUT_CAPACITY: usize = 4096;
+
 /// A kept-alive client connection idle this long gives its buffers back to the shard
 /// until its next request shows up (most come sooner, and keep them).
 pub const IDLE_BUFFER_HOLD: Duration = Duration::from_secs(1);
@@ -265,7 +268,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         shard: Rc::clone(&shard),
         frontend,
         peer,
-        out: Vec::with_capacity(4096),
+        out: Vec::with_capacity(OUT_CAPACITY),
         req: head::Request::default(),
         resp: head::Response::default(),
         server: None,
@@ -474,6 +477,8 @@ impl Session {
         .await;
         let capacity = self.frontend().http.max_header_bytes.max(CLIENT_BUFFER_MIN);
         self.client.restore(self.shard.http_buffers.take(capacity));
+        // One allocation, not a series of doublings on the next response.
+        self.out.reserve(OUT_CAPACITY);
         came
     }
 
@@ -687,8 +692,10 @@ impl Session {
             pinned,
         };
         // The request's host, for servers whose TLS name comes from it.
-        let mut host_buf = [0u8; 256];
+        // Written (and zeroed) only for a backend that needs the host.
+        let mut host_buf: [u8; 256];
         let host = if be.sni_from_host {
+            host_buf = [0; 256];
             let buf = self.client.data();
             self.req
                 .host

@@ -1,10 +1,10 @@
 //! Idle server connections of one server on one shard, and the rules for reusing them.
 //!
 //! Owns the decisions, not the sockets' I/O: which idle connection a request may take
-//! ([`IdlePool::checkout`], [`reuse_for`]), which one goes when the pool is full
+//! ([`IdlePool::checkout`]: by policy, [`reuse_for`], and by TLS identity, a predicate), which one goes when the pool is full
 //! ([`IdlePool::checkin`]), and which have waited too long ([`IdlePool::expire`]). The
 //! connection type is a parameter, so all of it is tested without sockets; the http
-//! module stores glommio streams in it and does the watching and closing.
+//! module stores its streams (plain or TLS) in it and does the watching and closing.
 //!
 //! Order: the most recently returned connection is reused first (it is the least likely
 //! to have been closed by the server, and the surplus at the other end ages out), and

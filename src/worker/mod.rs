@@ -1,7 +1,8 @@
 //! A shard at work: its listeners, accept loops and sessions.
 //!
 //! Owns everything one shard holds: its `SO_REUSEPORT` listeners (one per frontend bind),
-//! its view of the backends, its statistics. All of it lives in one executor thread and
+//! its view of the backends, its statistics, its rustls configurations (whose session
+//! caches are the shard's own). All of it lives in one executor thread and
 //! is shared between that thread's tasks with `Rc`/`Cell`, never with another thread.
 //! What crosses threads is the stop request ([`StopFlag`]), the messages of the [`mesh`]
 //! (server status from its owning shard, operator commands, discovered addresses), both
