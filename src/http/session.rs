@@ -233,7 +233,7 @@ fn server_error(status: u16) -> bool {
 /// Serves one accepted http-mode client to the end.
 pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let fe = &shard.config.frontends[frontend];
-    if crate::l4::prepare(&stream, fe.splice).is_err() {
+    if crate::l4::prepare(&stream, false).is_err() {
         return;
     }
     let _ = stream.set_write_timeout(Some(fe.timeout_client));
@@ -457,6 +457,10 @@ impl Session {
         let shard = &self.shard;
         shard.http_buffers.give(self.client.park());
         self.out = Vec::new();
+        // The field lists of the last request and response go too (their next fill
+        // reallocates, once per wake-up from a park).
+        self.req.head.fields = Vec::new();
+        self.resp.head.fields = Vec::new();
         let mut probe = [0u8; 1];
         let tcp = self.client.stream.tcp();
         let stopping = &self.stopping;

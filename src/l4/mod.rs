@@ -50,7 +50,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, client: TcpStream) {
         Some(KeyKind::Source) => peer.map(|a| hash_ip(a.ip())),
         _ => None,
     };
-    if prepare(&client, fe.splice).is_err() {
+    if prepare(&client, false).is_err() {
         record(&shard, frontend, &txn, Ender::Proxy, peer);
         return;
     }
@@ -215,7 +215,8 @@ pub async fn connect_to(
 }
 
 /// Socket options of a proxied connection (either side): no Nagle delay (what the proxy
-/// has is forwarded at once), and, for `splice`, a non-blocking descriptor.
+/// has is forwarded at once), and, for `splice`, a non-blocking descriptor. An accepted
+/// client is non-blocking already (`accept4`, vendored glommio): pass `splice = false`.
 pub fn prepare(stream: &TcpStream, splice: bool) -> io::Result<()> {
     stream.set_nodelay(true)?;
     if splice {

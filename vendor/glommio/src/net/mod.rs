@@ -8,17 +8,14 @@ use crate::sys;
 use nix::sys::socket::{MsgFlags, SockaddrLike};
 use std::{io, os::unix::io::RawFd};
 
+/// ringproxy patch (vendor/README.md): one `accept4` on a listener that is already
+/// non-blocking, instead of switching the listener to non-blocking and back around a
+/// plain `accept` (three `fcntl` calls per connection). The accepted socket comes back
+/// non-blocking (glommio's own I/O passes `MSG_DONTWAIT` or goes through io_uring either
+/// way) and close-on-exec. A listener handed to glommio must be non-blocking: `bind`
+/// makes it so, and a caller of `from_raw_fd` must.
 fn yolo_accept(fd: RawFd) -> Option<io::Result<RawFd>> {
-    let flags =
-        nix::fcntl::OFlag::from_bits(nix::fcntl::fcntl(fd, nix::fcntl::F_GETFL).unwrap()).unwrap();
-    nix::fcntl::fcntl(
-        fd,
-        nix::fcntl::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK),
-    )
-    .unwrap();
-    let r = sys::accept_syscall(fd);
-    nix::fcntl::fcntl(fd, nix::fcntl::F_SETFL(flags)).unwrap();
-    match r {
+    match sys::accept_syscall(fd) {
         Ok(x) => Some(Ok(x)),
         Err(err) => match err.kind() {
             io::ErrorKind::WouldBlock => None,

@@ -81,6 +81,10 @@ impl FromRawFd for TcpListener {
     /// Convert an already bound and listening RawFd into a TcpListener
     unsafe fn from_raw_fd(fd: RawFd) -> Self {
         let sk = Socket::from_raw_fd(fd);
+        // ringproxy patch: accepting expects a non-blocking listener (`yolo_accept`);
+        // a blocking one would block the executor in `accept4`. Setting the flag on a
+        // listening socket does not fail.
+        let _ = sk.set_nonblocking(true);
         let listener = sk.into();
 
         TcpListener {
@@ -127,6 +131,8 @@ impl TcpListener {
         sk.set_reuse_port(true)?;
         sk.bind(&addr)?;
         sk.listen(1024)?;
+        // ringproxy patch: accepting expects a non-blocking listener (`yolo_accept`).
+        sk.set_nonblocking(true)?;
         let listener = sk.into();
 
         Ok(TcpListener {

@@ -96,7 +96,13 @@ pub(crate) fn recv_syscall(fd: RawFd, buf: *mut u8, len: usize, flags: i32) -> i
 pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {
     let mut addr: MaybeUninit<libc::sockaddr_storage> = MaybeUninit::uninit();
     let mut length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    syscall!(accept(fd, addr.as_mut_ptr() as *mut _, &mut length))
+    // ringproxy patch: see `net::yolo_accept`.
+    syscall!(accept4(
+        fd,
+        addr.as_mut_ptr() as *mut _,
+        &mut length,
+        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
+    ))
 }
 
 pub(crate) fn direct_io_ify(fd: RawFd, flags: libc::c_int) -> io::Result<()> {

@@ -327,7 +327,13 @@ fn fill_sqe<F>(
             }
 
             UringOpDescriptor::Accept(addr) => {
-                sqe.prep_accept(op.fd, Some(&mut *addr), SockFlag::SOCK_CLOEXEC);
+                // ringproxy patch: accepted sockets are non-blocking whichever way they
+                // were taken (see `net::yolo_accept`).
+                sqe.prep_accept(
+                    op.fd,
+                    Some(&mut *addr),
+                    SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+                );
             }
 
             UringOpDescriptor::Fallocate(offset, size, flags) => {
