@@ -70,7 +70,8 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && brea
 
 rss() { awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$proxy/status"; }
 # Warm the proxy (buffers, pools) with a few requests so "before" is a working proxy.
-curl -s -o /dev/null ${TLS/1/-k} "$([[ $TLS == 1 ]] && echo https || echo http)://127.0.0.1:$PORT/" || true
+if [[ $TLS == 1 ]]; then url=https; else url=http; fi
+curl -s -k -o /dev/null "$url://127.0.0.1:$PORT/" || true
 sleep 1.5
 before=$(rss)
 
