@@ -28,8 +28,9 @@
 //! Balancing ([`upstream::balance`]), health (rise/fall, [`upstream::health`]), slot
 //! assignment of DNS discovery, configuration validation ([`config`]), the
 //! per-shard `maxconn` split and HTTP parsing, chunked framing and head rewriting
-//! ([`http::head`], [`http::chunked`], [`http::rewrite`]) are plain code tested without
-//! sockets; the glommio tasks ([`worker`], [`l4`], [`http::session`]) are thin shells that
+//! ([`http::head`], [`http::chunked`], [`http::rewrite`]) and the runtime API's command
+//! language ([`admin::command`]) are plain code tested without sockets (and fuzzed:
+//! `fuzz/`); the glommio tasks ([`worker`], [`l4`], [`http::session`]) are thin shells that
 //! do the I/O.
 //!
 //! ## Module map (in the order a connection meets them)

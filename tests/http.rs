@@ -967,6 +967,10 @@ fn broken_server_responses_are_502() {
             answers(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n".to_vec()),
         ),
         (
+            "status below 100",
+            answers(b"HTTP/1.1 000 Continue\r\n\r\n".to_vec()),
+        ),
+        (
             "101 to a request that asked no upgrade",
             answers(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
@@ -1322,6 +1326,28 @@ fn expect_100_continue_to_a_server_that_ignores_it() {
         start.elapsed()
     );
     assert_eq!(c.exchange(get("/")).status(), 200);
+    drop(c);
+    proxy.shutdown();
+}
+
+#[test]
+fn status_line_without_a_plain_reason_is_forwarded_with_an_empty_one() {
+    // httparse gives a missing reason phrase, or one with obs-text, as a static "" that
+    // is not inside the buffer (found by the response_head fuzz target).
+    let origin = http_origin(|req, _| match req.start_line() {
+        l if l.starts_with("GET /none ") => b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        _ => b"HTTP/1.1 404 N\xe3o encontrado\r\nContent-Length: 2\r\n\r\nno".to_vec(),
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "");
+    let mut c = Client::new(addr);
+    for _ in 0..2 {
+        let r = c.exchange(get("/none"));
+        assert_eq!(r.head, "HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(r.payload, b"ok");
+        let r = c.exchange(get("/obs-text"));
+        assert_eq!(r.head, "HTTP/1.1 404 \r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(r.payload, b"no");
+    }
     drop(c);
     proxy.shutdown();
 }

@@ -19,7 +19,10 @@
 //!   `enable server B/S` (ready), `set weight B/S N|N%`.
 //! - `shutdown sessions server B/S`: close the sessions using the server, on every shard.
 //! - `help`.
+//!
+//! The command language is parsed apart from its execution ([`command`], sans-IO).
 
+pub mod command;
 pub mod http;
 
 use std::io::{self, Write};
@@ -40,13 +43,13 @@ use crate::upstream::health::{Admin, Status};
 use crate::upstream::{initial_health, owner_shard};
 use crate::worker::mesh::{ControlLink, ControlMsg, ShardMsg};
 use crate::worker::StopFlag;
+use command::{Command, Weight};
 
 /// How often the control thread looks at the stop flag while no client comes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// A client has this long to send its command line and read the answer.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest command line accepted.
-pub const LINE_BYTES_MAX: usize = 4096;
+pub use command::{LINE_BYTES_MAX, WEIGHT_MAX};
 
 /// Binds the admin socket (replacing a stale socket file, refusing one a live process
 /// listens on), readable and writable by the owner only.
@@ -313,39 +316,29 @@ impl Control {
                 n => line.extend_from_slice(&chunk[..n]),
             }
         }
-        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-        line.truncate(end.min(LINE_BYTES_MAX));
         self.drain_inbox();
-        let text = String::from_utf8_lossy(&line);
+        let text = String::from_utf8_lossy(command::line(&line));
         let mut out = String::new();
-        for command in text.trim_end_matches(['\r', '\n']).split(';') {
-            let command = command.trim();
-            if !command.is_empty() {
-                self.run(command, &mut out);
+        for one in command::split(&text) {
+            match command::parse(one) {
+                Ok(parsed) => self.run(parsed, &mut out),
+                Err(e) => out.push_str(&e.to_string()),
             }
         }
         (&stream).write_all(out.as_bytes())
     }
 
     /// Runs one command, appending its answer to `out`.
-    fn run(&mut self, command: &str, out: &mut String) {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        match words.as_slice() {
-            ["help"] => out.push_str(HELP),
-            ["show", "info"] => out.push_str(&self.render(crate::stats::render::info)),
-            ["show", "stat"] => out.push_str(&self.render(crate::stats::render::csv)),
-            ["show", "table"] => out.push_str(&self.render(crate::stats::render::table)),
-            ["set", "weight", target, weight] => self.set_weight(target, weight, out),
-            ["show", "servers", "state"] => self.show_servers(None, out),
-            ["show", "servers", "state", backend] => self.show_servers(Some(backend), out),
-            ["set", "server", target, "state", state] => match Admin::parse(state) {
-                Some(admin) => self.set_admin(target, admin, out),
-                None => out
-                    .push_str("'set server <b>/<s> state' expects 'ready', 'drain' or 'maint'.\n"),
-            },
-            ["disable", "server", target] => self.set_admin(target, Admin::Maint, out),
-            ["enable", "server", target] => self.set_admin(target, Admin::Ready, out),
-            ["shutdown", "sessions", "server", target] => {
+    fn run(&mut self, command: Command<'_>, out: &mut String) {
+        match command {
+            Command::Help => out.push_str(HELP),
+            Command::ShowInfo => out.push_str(&self.render(crate::stats::render::info)),
+            Command::ShowStat => out.push_str(&self.render(crate::stats::render::csv)),
+            Command::ShowTable => out.push_str(&self.render(crate::stats::render::table)),
+            Command::SetWeight { target, weight } => self.set_weight(target, weight, out),
+            Command::ShowServers { backend } => self.show_servers(backend, out),
+            Command::SetAdmin { target, admin } => self.set_admin(target, admin, out),
+            Command::ShutdownSessions { target } => {
                 if let Some((b, s)) = self.find(target, out) {
                     for shard in &self.link.shards {
                         let _ = shard.send(ShardMsg::ShutdownSessions {
@@ -355,7 +348,6 @@ impl Control {
                     }
                 }
             }
-            _ => out.push_str(&format!("Unknown command: '{command}' (try 'help').\n")),
         }
     }
 
@@ -400,20 +392,12 @@ impl Control {
     }
 
     /// `set weight B/S N` (0..=256) or `N%` of the configured weight, on every shard.
-    fn set_weight(&mut self, target: &str, weight: &str, out: &mut String) {
+    fn set_weight(&mut self, target: &str, weight: Option<Weight>, out: &mut String) {
         let Some((b, s)) = self.find(target, out) else {
             return;
         };
         let configured = self.config.backends[b].servers[s].weight;
-        let parsed = match weight.strip_suffix('%') {
-            Some(p) => p
-                .parse::<u64>()
-                .ok()
-                .filter(|&p| p <= 100)
-                .map(|p| (u64::from(configured) * p / 100) as u32),
-            None => weight.parse::<u32>().ok().filter(|&w| w <= WEIGHT_MAX),
-        };
-        let Some(weight) = parsed else {
+        let Some(weight) = weight.map(|w| w.of(configured)) else {
             out.push_str(&format!(
                 "'set weight' expects a weight from 0 to {WEIGHT_MAX}, or a percentage of the configured weight (0% to 100%).\n"
             ));
@@ -443,9 +427,6 @@ impl Control {
         self.table[b][s].admin = admin;
     }
 }
-
-/// Largest weight `set weight` accepts (HAProxy's).
-pub const WEIGHT_MAX: u32 = 256;
 
 const HELP: &str = "\
 show info                           process: version, uptime, shards, connections, rates
