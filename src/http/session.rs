@@ -34,7 +34,7 @@
 //!
 //! Memory: a kept-alive client connection idle for [`IDLE_BUFFER_HOLD`] gives its input
 //! buffer and output vector back to the shard and waits for its next request with a
-//! one-byte `peek` (`Session::park`).
+//! readiness poll that holds no buffer (`Session::park`).
 //!
 //! TLS: a TLS frontend's client is handshaken first (`l4::accept_tls`); a server with
 //! `tls` gets a handshake on each new connection (`l4::secure`), made for the request's
@@ -450,9 +450,10 @@ impl Session {
     }
 
     /// An idle kept-alive connection without its buffers: they go back to the shard, and
-    /// the wait for the next request is a one-byte `peek` (which takes nothing from the
-    /// socket), for at most `wait`. True when bytes came (the buffers are back); false
-    /// when the client closed or stayed idle, or the shard is stopping.
+    /// the wait for the next request is a readiness poll (which takes nothing from the
+    /// socket and holds no buffer), for at most `wait`. True when the socket became
+    /// readable (the buffers are back; the next read may find the end of the stream);
+    /// false when the client stayed idle, or the shard is stopping.
     async fn park(&mut self, wait: Duration) -> bool {
         let shard = &self.shard;
         shard.http_buffers.give(self.client.park());
@@ -461,12 +462,13 @@ impl Session {
         // reallocates, once per wake-up from a park).
         self.req.head.fields = Vec::new();
         self.resp.head.fields = Vec::new();
-        let mut probe = [0u8; 1];
         let tcp = self.client.stream.tcp();
         let stopping = &self.stopping;
-        // glommio's peek ignores the read timeout: the wait is bounded here.
+        // A readiness wait (vendored glommio): no buffer is held while idle. It ignores
+        // the read timeout: the wait is bounded here. Readable may also mean the end of
+        // the stream, which the next read sees.
         let came = futures_lite::future::or(
-            async { matches!(tcp.peek(&mut probe).await, Ok(n) if n > 0) },
+            async { tcp.readable().await.is_ok() },
             futures_lite::future::or(
                 async {
                     glommio::timer::sleep(wait).await;

@@ -236,6 +236,15 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
 
+    /// ringproxy patch (vendor/README.md): waits until the socket is readable (data,
+    /// end of stream or an error) with a poll, which takes no buffer (a `peek` goes
+    /// through an io_uring receive into a buffer allocated for the wait).
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let source = reactor.poll_read_ready(self.stream.as_raw_fd());
+        source.collect_rw().await.map(drop)
+    }
+
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let source = self.reactor.upgrade().unwrap().recv(
             self.stream.as_raw_fd(),
@@ -411,6 +420,14 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
     /// On success, returns the number of bytes peeked.
     /// Successive calls return the same data. This is accomplished by passing
     /// `MSG_PEEK` as a flag to the underlying `recv` system call.
+    /// ringproxy patch: see `NonBufferedStream::readable`.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        if !self.rx_buf.is_empty() || self.rx_done.get() {
+            return Ok(());
+        }
+        self.stream.readable().await
+    }
+
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut pos = self.rx_buf.peek(buf);
         if pos < buf.len() && !self.rx_done.get() {

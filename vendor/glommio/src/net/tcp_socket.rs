@@ -658,6 +658,12 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.peek(buf).await.map_err(Into::into)
     }
 
+    /// Waits until the socket is readable: data, the end of the stream, or an error
+    /// (ringproxy patch, vendor/README.md: a poll, without the buffer a `peek` needs).
+    pub async fn readable(&self) -> Result<()> {
+        self.stream.readable().await.map_err(Into::into)
+    }
+
     /// Returns the socket address of the remote peer of this TCP connection.
     ///
     /// # Examples
