@@ -19,7 +19,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use ringproxy::http::head::{parse_request, Body, Kind, Limits, Parsed, Request, Version};
+use ringproxy::http::head::{parse_request, trim, Body, Kind, Limits, Parsed, Request, Version};
 use ringproxy::http::rewrite::{request_head, Connection, Framing, RequestExtras};
 
 /// The defaults of a frontend (README, http mode).
@@ -35,18 +35,6 @@ const REPARSE: Limits = Limits {
     max_headers: 1000,
     max_request_line: 1 << 20,
 };
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |e| e + 1);
-    &s[start..end]
-}
 
 /// The items of every field of `kind`, as a list.
 fn items<'a>(buf: &'a [u8], req: &Request, kind: Kind) -> Vec<&'a [u8]> {

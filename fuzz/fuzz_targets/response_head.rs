@@ -19,21 +19,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use ringproxy::http::head::{
-    parse_response, Body, Kind, Method, Parsed, Response, Version, MAX_RESPONSE_HEADERS,
+    parse_response, trim, Body, Kind, Method, Parsed, Response, Version, MAX_RESPONSE_HEADERS,
 };
 use ringproxy::http::rewrite::{response_head, Connection, Framing};
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(start, |e| e + 1);
-    &s[start..end]
-}
 
 fn items<'a>(buf: &'a [u8], resp: &Response, kind: Kind) -> Vec<&'a [u8]> {
     resp.head

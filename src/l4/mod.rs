@@ -215,11 +215,12 @@ pub async fn connect_to(
 }
 
 /// Socket options of a proxied connection (either side): no Nagle delay (what the proxy
-/// has is forwarded at once), and, for `splice`, a non-blocking descriptor. An accepted
-/// client is non-blocking already (`accept4`, vendored glommio): pass `splice = false`.
-pub fn prepare(stream: &TcpStream, splice: bool) -> io::Result<()> {
+/// has is forwarded at once), and, when `nonblock`, a non-blocking descriptor (what
+/// `splice` needs). Accepted clients are non-blocking already (`accept4` in vendored
+/// glommio), so only server sockets ask for it.
+pub fn prepare(stream: &TcpStream, nonblock: bool) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    if splice {
+    if nonblock {
         splice::set_nonblocking(stream.as_raw_fd())?;
     }
     Ok(())
