@@ -4,7 +4,8 @@
 //! Owns argument parsing (clap), exit codes and what the user reads on the terminal.
 //! Exit codes: 0 after a clean stop or a valid `check`; 2 for a refused configuration;
 //! 1 for any other startup failure. Signals: the first SIGINT/SIGTERM drains
-//! (`global.grace`), a second one exits at once.
+//! (`global.grace`), a second one exits at once; SIGHUP reloads the configuration file
+//! (as `ringproxy reload` does through the admin socket).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,11 @@ pub enum Command {
         #[arg(long, value_name = "N", requires = "watch")]
         count: Option<u64>,
     },
+    /// Make a running proxy read its configuration file again and apply it (as SIGHUP does): new connections use the new configuration, established ones finish on the old one; an invalid file is refused with the reason (exit 2) and the old configuration keeps running.
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Send one runtime API command to a running proxy (e.g. `set server web/s1 state maint`; `help` lists them).
     Admin {
         #[command(flatten)]
@@ -114,6 +120,7 @@ pub fn main() -> ExitCode {
             admin_command(&target, &command)
         }
         (Some(Command::Admin { target, command }), _) => admin_command(&target, &command.join(" ")),
+        (Some(Command::Reload { target }), _) => reload(&target),
         (
             Some(Command::Stats {
                 target,
@@ -135,7 +142,7 @@ pub fn main() -> ExitCode {
             shards,
         }),
         (None, Some(path)) => match Config::load(&path) {
-            Ok(config) => run_proxy(config, None),
+            Ok(config) => run_proxy(config, Some(&path), None),
             Err(e) => {
                 eprintln!("{e}");
                 ExitCode::from(2)
@@ -206,6 +213,27 @@ fn admin_command(target: &AdminTarget, command: &str) -> ExitCode {
     }
 }
 
+/// `ringproxy reload`: exit 0 when the proxy reloaded, 2 when it refused the file, 1 when
+/// it could not be asked or did not answer.
+fn reload(target: &AdminTarget) -> ExitCode {
+    let answer = admin_socket(target).and_then(|path| ask(&path, "reload"));
+    match answer {
+        Ok(answer) if answer.starts_with("reload ") => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Ok(answer) if answer.starts_with("Reload refused") => {
+            eprint!("{answer}");
+            ExitCode::from(2)
+        }
+        Ok(answer) => {
+            eprint!("{answer}");
+            ExitCode::FAILURE
+        }
+        Err(code) => code,
+    }
+}
+
 /// `ringproxy stats`: the table once, or every second with `--watch`.
 fn stats(target: &AdminTarget, watch: bool, count: Option<u64>) -> ExitCode {
     let path = match admin_socket(target) {
@@ -251,12 +279,14 @@ fn second_signal_exits() {
     });
 }
 
-fn run_proxy(config: Config, banner: Option<String>) -> ExitCode {
+/// Runs the proxy until a stop signal; `source` is the file a reload reads again (`None`:
+/// the demo's built-in configuration, which does not reload).
+fn run_proxy(config: Config, source: Option<&Path>, banner: Option<String>) -> ExitCode {
     if !prepare_signals() {
         return ExitCode::FAILURE;
     }
     let frontends: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
-    let running = match runtime::start(config) {
+    let mut running = match runtime::start(config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ringproxy: {e}");
@@ -278,14 +308,55 @@ fn run_proxy(config: Config, banner: Option<String>) -> ExitCode {
     if let Some(b) = banner {
         eprintln!("{b}");
     }
-    match signals::wait_stop_signal() {
-        Ok(sig) => eprintln!("ringproxy: signal {sig}: draining (second signal exits at once)"),
-        Err(e) => eprintln!("ringproxy: waiting for signals failed: {e}; stopping"),
+    loop {
+        let signal = signals::wait_signal(SIGNAL_POLL);
+        let requests = running.reload_requests();
+        match signal {
+            Ok(Some(libc::SIGHUP)) => {}
+            Ok(Some(sig)) => {
+                eprintln!("ringproxy: signal {sig}: draining (second signal exits at once)");
+                for r in requests {
+                    let _ = r.reply.send(Err("the proxy is stopping".into()));
+                }
+                break;
+            }
+            Ok(None) if !requests.is_empty() => {}
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("ringproxy: waiting for signals failed: {e}; stopping");
+                break;
+            }
+        }
+        let outcome = reload_from(&mut running, source);
+        match &outcome {
+            Ok(done) => eprintln!("ringproxy: {done}"),
+            Err(why) => {
+                eprintln!("ringproxy: reload refused, the running configuration stays: {why}")
+            }
+        }
+        for r in requests {
+            let _ = r.reply.send(outcome.clone());
+        }
     }
     second_signal_exits();
     running.shutdown();
     eprintln!("ringproxy: stopped");
     ExitCode::SUCCESS
+}
+
+/// How often the main thread looks for reload requests from the runtime API while no
+/// signal comes.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Reads `source` again and applies it; the answer for the log and the runtime API.
+fn reload_from(running: &mut runtime::Running, source: Option<&Path>) -> Result<String, String> {
+    let path =
+        source.ok_or("the demo runs a built-in configuration: there is no file to reload")?;
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    running
+        .reload(config)
+        .map(|done| done.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn run_origin(options: OriginOptions) -> ExitCode {
@@ -341,7 +412,7 @@ fn run_demo() -> ExitCode {
          (http mode, round robin over {} and {}; Ctrl-C stops)",
         DEMO_ORIGINS[0], DEMO_ORIGINS[1]
     );
-    let code = run_proxy(config, Some(banner));
+    let code = run_proxy(config, None, Some(banner));
     for o in origins {
         o.stop();
         o.wait();

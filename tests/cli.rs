@@ -4,133 +4,18 @@
 //! Every child process is owned by a [`Proc`], which kills and reaps it when dropped, so a
 //! failing assertion never leaves a proxy running. Every wait is a bounded polling loop.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringproxy");
+use common::process::*;
+
 const POLL: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------- helpers
-
-/// A child process that is killed and reaped when dropped.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    /// Starts `ringproxy ARGS` in the crate root, stdout and stderr captured.
-    fn spawn(args: &[&str]) -> Proc {
-        let child = Command::new(BIN)
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ringproxy");
-        Proc { child }
-    }
-
-    fn pid(&self) -> libc::pid_t {
-        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
-    }
-
-    /// Exit status if the process has ended.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    /// Waits at most `limit` for the process to end; panics (and the guard kills it) if not.
-    fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ringproxy still running after {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Everything written to stdout (call after the process has ended).
-    fn stdout(&mut self) -> String {
-        read_all(self.child.stdout.take())
-    }
-
-    /// Everything written to stderr (call after the process has ended).
-    fn stderr(&mut self) -> String {
-        read_all(self.child.stderr.take())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn read_all(pipe: Option<impl Read>) -> String {
-    let mut out = String::new();
-    if let Some(mut p) = pipe {
-        p.read_to_string(&mut out).expect("read child output");
-    }
-    out
-}
-
-/// Output of a run that must end within 10 s.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Run {
-    let mut p = Proc::spawn(args);
-    let status = p.wait_for_exit(Duration::from_secs(10));
-    Run {
-        status,
-        stdout: p.stdout(),
-        stderr: p.stderr(),
-    }
-}
-
-/// A configuration file in the temp directory, removed when dropped.
-struct TempConfig {
-    path: PathBuf,
-}
-
-impl TempConfig {
-    fn new(tag: &str, text: &str) -> TempConfig {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "ringproxy-cli-{}-{n}-{tag}.toml",
-            std::process::id()
-        ));
-        std::fs::write(&path, text).expect("write temp config");
-        TempConfig { path }
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().expect("temp path is UTF-8")
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 /// One frontend on `bind` in front of one server at `server`; one unpinned shard.
 fn proxy_config(bind: &str, server: &str) -> String {
@@ -170,38 +55,6 @@ fn assert_one_error_line(stderr: &str, path: &str, line: usize, key: &str) {
         stderr.trim_end().len() > prefix.len(),
         "no reason: {stderr:?}"
     );
-}
-
-/// A loopback echo server on an ephemeral port (one thread per connection; each echoes
-/// until EOF, then closes). The threads end with the test process.
-fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo server");
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if conn.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A port that was free a moment ago (bound on port 0, then released).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().unwrap().port()
 }
 
 #[track_caller]

@@ -42,6 +42,8 @@ pub enum Command<'a> {
     ShutdownSessions {
         target: &'a str,
     },
+    /// `reload`: read the configuration file again and apply it.
+    Reload,
 }
 
 /// A weight as `set weight` gives it.
@@ -131,6 +133,7 @@ pub fn parse(command: &str) -> Result<Command<'_>, CommandError<'_>> {
     }
     Ok(match words[..count] {
         ["help"] => Command::Help,
+        ["reload"] => Command::Reload,
         ["show", "info"] => Command::ShowInfo,
         ["show", "stat"] => Command::ShowStat,
         ["show", "table"] => Command::ShowTable,
@@ -166,6 +169,8 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(parse(" reload "), Ok(Command::Reload));
+        assert!(parse("reload now").is_err());
         assert_eq!(
             parse("show  servers\tstate b"),
             Ok(Command::ShowServers { backend: Some("b") })

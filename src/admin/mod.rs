@@ -7,6 +7,9 @@
 //! server's status from the owners' messages, and sends operator commands to the shards.
 //! It owns the statistics aggregation too: it takes the shards' snapshots from their
 //! rings ([`crate::stats::aggregate`]). It never touches a shard's state directly.
+//! The thread lives as long as the process: at a reload it is handed the new generation
+//! of shards ([`Swap`]) and starts over from its configuration (statistics and the
+//! server table begin again, as after a HAProxy reload).
 //! Blocking I/O on its own thread: a slow admin client delays only other admin clients,
 //! never a shard. Every wait is bounded (`CLIENT_TIMEOUT`), and the thread looks at the
 //! stop flag and the rings at least every `POLL_INTERVAL`.
@@ -18,6 +21,8 @@
 //! - `set server B/S state ready|drain|maint`, `disable server B/S` (maint),
 //!   `enable server B/S` (ready), `set weight B/S N|N%`.
 //! - `shutdown sessions server B/S`: close the sessions using the server, on every shard.
+//! - `reload`: the process reads its configuration file again and applies it (what
+//!   `SIGHUP` does); the answer says what was loaded, or why the file was refused.
 //! - `help`.
 //!
 //! The command language is parsed apart from its execution ([`command`], sans-IO).
@@ -30,7 +35,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -85,22 +90,45 @@ pub struct Listeners {
     pub bound: Vec<Vec<SocketAddr>>,
 }
 
-/// Starts the control thread serving `listeners` and aggregating the shards' `snapshots`
-/// until `stop` is requested; the socket file is removed when it ends.
+/// What the control thread works with for one generation of shards: its configuration,
+/// the control side of its mesh, its statistics rings.
+pub struct Swap {
+    pub config: Arc<Config>,
+    pub link: ControlLink,
+    pub snapshots: Vec<Consumer<Snapshot>>,
+    pub shards: usize,
+    /// Per frontend: the addresses bound.
+    pub bound: Vec<Vec<SocketAddr>>,
+}
+
+/// A `reload` asked through the runtime API, for the thread that owns the running proxy
+/// (the binary's main thread); it answers on `reply`: what was loaded, or why not.
+pub struct ReloadRequest {
+    pub reply: mpsc::Sender<Result<String, String>>,
+}
+
+/// How long a `reload` command waits for the main thread's answer.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Starts the control thread serving `listeners` and aggregating the shards' snapshots
+/// of `first`, then of each generation `swaps` brings, until `stop` is requested; the
+/// socket file is removed when it ends. `reload` commands go to `reloads`.
 pub fn start(
     listeners: Listeners,
-    config: Arc<Config>,
-    link: ControlLink,
-    snapshots: Vec<Consumer<Snapshot>>,
-    shards: usize,
+    first: Swap,
+    swaps: mpsc::Receiver<Swap>,
+    reloads: mpsc::Sender<ReloadRequest>,
     stop: Arc<StopFlag>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ringproxy-control".into())
         .spawn(move || {
-            let mut control = Control::new(config, link, snapshots, shards);
-            control.bound = listeners.bound.clone();
-            control.serve(&listeners, &stop);
+            let mut control = Control::new(first, reloads);
+            while let Some(next) = control.serve(&listeners, &stop, &swaps) {
+                let started = control.started;
+                control = Control::new(next, control.reloads);
+                control.started = started;
+            }
             if let Some((_, path)) = &listeners.socket {
                 let _ = std::fs::remove_file(path);
             }
@@ -124,15 +152,18 @@ struct Control {
     shards: usize,
     /// Per frontend: the addresses bound.
     bound: Vec<Vec<SocketAddr>>,
+    reloads: mpsc::Sender<ReloadRequest>,
 }
 
 impl Control {
-    fn new(
-        config: Arc<Config>,
-        link: ControlLink,
-        snapshots: Vec<Consumer<Snapshot>>,
-        shards: usize,
-    ) -> Control {
+    fn new(swap: Swap, reloads: mpsc::Sender<ReloadRequest>) -> Control {
+        let Swap {
+            config,
+            link,
+            snapshots,
+            shards,
+            bound,
+        } = swap;
         let table = config
             .backends
             .iter()
@@ -174,11 +205,19 @@ impl Control {
             stats,
             started: Instant::now(),
             shards,
-            bound: Vec::new(),
+            bound,
+            reloads,
         }
     }
 
-    fn serve(&mut self, listeners: &Listeners, stop: &StopFlag) {
+    /// Serves until `stop` is requested (`None`) or a new generation arrives on `swaps`
+    /// (returned).
+    fn serve(
+        &mut self,
+        listeners: &Listeners,
+        stop: &StopFlag,
+        swaps: &mpsc::Receiver<Swap>,
+    ) -> Option<Swap> {
         use std::os::fd::AsRawFd;
         let socket = listeners.socket.as_ref().map(|(l, _)| l);
         let fds = [
@@ -186,6 +225,9 @@ impl Control {
             listeners.http.as_ref().map(|l| l.as_raw_fd()),
         ];
         while !stop.is_requested() {
+            if let Ok(next) = swaps.try_recv() {
+                return Some(next);
+            }
             self.drain_inbox();
             self.stats.poll(Instant::now());
             let mut pfds: Vec<libc::pollfd> = fds
@@ -221,6 +263,7 @@ impl Control {
                 }
             }
         }
+        None
     }
 
     /// Renders the statistics as of the last tick, with what the control thread knows of
@@ -338,6 +381,7 @@ impl Control {
             Command::SetWeight { target, weight } => self.set_weight(target, weight, out),
             Command::ShowServers { backend } => self.show_servers(backend, out),
             Command::SetAdmin { target, admin } => self.set_admin(target, admin, out),
+            Command::Reload => self.reload(out),
             Command::ShutdownSessions { target } => {
                 if let Some((b, s)) = self.find(target, out) {
                     for shard in &self.link.shards {
@@ -348,6 +392,27 @@ impl Control {
                     }
                 }
             }
+        }
+    }
+
+    /// Asks the main thread to reload and waits for its answer.
+    fn reload(&self, out: &mut String) {
+        let (reply, answer) = mpsc::channel();
+        if self.reloads.send(ReloadRequest { reply }).is_err() {
+            out.push_str("Reload refused: nothing in this process reloads.\n");
+            return;
+        }
+        match answer.recv_timeout(RELOAD_TIMEOUT) {
+            Ok(Ok(done)) => {
+                out.push_str(&done);
+                out.push('\n');
+            }
+            Ok(Err(why)) => {
+                out.push_str("Reload refused: ");
+                out.push_str(&why);
+                out.push('\n');
+            }
+            Err(_) => out.push_str("Reload: no answer in time (the request stays queued).\n"),
         }
     }
 
@@ -438,6 +503,7 @@ set server B/S state ready|drain|maint
 disable server B/S                  same as: set server B/S state maint
 enable server B/S                   same as: set server B/S state ready
 shutdown sessions server B/S        close the sessions using the server
+reload                              read the configuration file again and apply it (SIGHUP)
 help                                this list
 ";
 

@@ -263,7 +263,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         txn_open: false,
         log,
         using: Rc::clone(&using),
-        stopping: shard.stopping_signal.register(),
+        stopping: shard.close_idle.register(),
         client: Conn::new(stream, shard.http_buffers.take(capacity)),
         shard: Rc::clone(&shard),
         frontend,

@@ -10,18 +10,24 @@
 //! access log records, pushed into its own lock-free rings ([`crate::stats`]). The
 //! servers this shard owns are checked by its own tasks (`upstream::check`).
 //!
-//! Stopping: the listeners are shut down (their pending accepts fail and the accept loops
-//! end) and `stopping_signal` fires (http connections idle between requests close, busy
-//! ones close after their response); established sessions run on until they end or
-//! `global.grace` has passed; then the
-//! shard's [`abort::AbortSignal`] fires, every remaining session ends and closes its
-//! sockets, and the shard returns with no session left behind. Idle pooled server
-//! connections are closed when the stop begins.
+//! Stopping: the accept loops end (each waits with a readiness poll that the stop
+//! cancels) and `stopping_signal` fires (the pool watcher and the health checkers end);
+//! `close_idle` fires (http connections idle between requests close, busy ones close
+//! after their response) and the listeners are shut down, so connections still in the
+//! backlog are refused at once; established sessions run on until they end or
+//! `global.grace` has passed; then the shard's [`abort::AbortSignal`] fires, every
+//! remaining session ends and closes its sockets, and the shard returns with no session
+//! left behind. Idle pooled server connections are closed when the stop begins.
+//!
+//! Retiring (a reload replaced this shard's generation): the same, except that the
+//! listeners stay open for the next generation, which accepts on them already, and idle
+//! http connections are not closed (each closes after its next response, or at its
+//! keep-alive timeout), unless the process stops meanwhile.
 
 use std::cell::Cell;
 use std::os::fd::IntoRawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,17 +51,49 @@ pub const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// exhausted process backs off instead of spinning.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Accept errors in a row (other than resource exhaustion) after which an accept loop
+/// backs off: one failed connection is no reason to wait, a stream of them is.
+pub const ACCEPT_FAILURES_BEFORE_BACKOFF: u32 = 16;
+
+/// Connections an accept loop takes in a row before it lets the shard's other tasks run.
+pub const ACCEPT_BURST: u32 = 64;
+
 /// The cross-thread stop request: set once by the control side, read by every shard.
+/// A stop ends the process's work; a retirement (a reload replaced this generation of
+/// shards) keeps the listening sockets open for the next one, and lets kept-alive client
+/// connections finish their next exchange instead of closing them while idle.
 #[derive(Debug, Default)]
-pub struct StopFlag(AtomicBool);
+pub struct StopFlag(AtomicU8);
+
+/// Bits of a [`StopFlag`].
+const STOP: u8 = 1;
+const RETIRE: u8 = 2;
 
 impl StopFlag {
+    /// Requests a stop (also of a generation retiring: its idle connections close now).
     pub fn request(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.fetch_or(STOP, Ordering::AcqRel);
     }
 
+    /// Requests a retirement.
+    pub fn retire(&self) {
+        self.0.fetch_or(RETIRE, Ordering::AcqRel);
+    }
+
+    /// Whether a stop or a retirement was requested.
     pub fn is_requested(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    /// Whether a stop (not only a retirement) was requested.
+    pub fn is_stop(&self) -> bool {
+        self.0.load(Ordering::Acquire) & STOP != 0
+    }
+
+    /// Whether a reload retired this generation (whatever came after): its listening
+    /// sockets belong to the next generation, which still accepts on them.
+    pub fn is_retired(&self) -> bool {
+        self.0.load(Ordering::Acquire) & RETIRE != 0
     }
 }
 
@@ -75,8 +113,12 @@ pub struct Shard {
     pub http_pools: crate::http::pool::Pools,
     /// Fired when the grace period after a stop is over: every session ends.
     pub abort: Rc<AbortSignal>,
-    /// Fired when the shard begins to stop: idle keep-alive connections close at once.
+    /// Fired when the shard begins to stop or retire: the accept loops, the pool watcher
+    /// and the health checkers end.
     pub stopping_signal: Rc<AbortSignal>,
+    /// Fired when the shard stops (not when it retires): http connections idle between
+    /// requests close at once.
+    pub close_idle: Rc<AbortSignal>,
     /// Set once the shard stops accepting.
     pub stopping: Cell<bool>,
     /// Channels to the other shards and the control thread.
@@ -110,6 +152,7 @@ impl Shard {
             http_pools,
             abort: Default::default(),
             stopping_signal: Default::default(),
+            close_idle: Default::default(),
             stopping: Cell::new(false),
             mesh,
             stats,
@@ -176,14 +219,17 @@ pub struct ShardListener {
 pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<StopFlag>) {
     let mut loops = Vec::with_capacity(listeners.len());
     let mut listening_fds = Vec::with_capacity(listeners.len());
+    let mut listeners_kept = Vec::with_capacity(listeners.len());
     for l in listeners {
         let fd = l.listener.into_raw_fd();
         listening_fds.push(fd);
         // SAFETY: `fd` is a bound, listening TCP socket we own and give to glommio whole.
-        let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let listener = Rc::new(unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        listeners_kept.push(Rc::clone(&listener));
         let task = glommio::spawn_local(accept_loop(Rc::clone(&shard), l.frontend, listener));
         loops.push(task);
     }
+    let listeners = listeners_kept;
     let watcher = shard
         .http_pools
         .any()
@@ -202,23 +248,37 @@ pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<Stop
         }
     }
 
-    // Stop accepting: shutting a listener down fails its pending accept, so each loop ends
-    // by itself (cancelling it instead could drop a connection the kernel already gave us).
+    // Stop accepting: each accept loop waits on a readiness poll, which the signal
+    // cancels without taking a connection from the socket. A retiring shard leaves its
+    // sockets to the next generation, which polls them already; a stopping one shuts them
+    // down, so that connections still in the backlog are refused now rather than left to
+    // wait for the drain.
+    let retiring = stop.is_retired();
     shard.stopping.set(true);
     shard.stopping_signal.fire();
-    for fd in listening_fds {
-        // SAFETY: shutdown on a listening descriptor that the accept loop still owns.
-        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
-    }
     for task in loops {
         task.await;
     }
+    if !retiring {
+        shard.close_idle.fire();
+        for fd in &listening_fds {
+            // SAFETY: shutdown on a listening descriptor this shard still holds.
+            unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+        }
+    }
+    drop(listeners);
 
     // Drain: sessions end by themselves until the grace period is over; then every one
     // still running is told to stop, and ends on its next poll.
     let grace = shard.config.global.grace;
     let start = Instant::now();
+    let mut idle_closed = !retiring;
     while shard.active.get() > 0 && start.elapsed() < grace {
+        if !idle_closed && stop.is_stop() {
+            // The process stops while this generation drains: idle connections go now.
+            idle_closed = true;
+            shard.close_idle.fire();
+        }
         glommio::timer::sleep(DRAIN_POLL_INTERVAL).await;
     }
     if shard.active.get() > 0 {
@@ -259,26 +319,76 @@ fn is_resource_exhaustion(e: &glommio::GlommioError<()>) -> bool {
     )
 }
 
-async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: TcpListener) {
+/// Accepts on one listener until the shard stops. Waiting is a readiness poll, then
+/// connections are taken with non-blocking `accept4` until none is left: a stop cancels
+/// the poll, which (unlike an io_uring accept) never holds a connection the kernel gave
+/// it, so a retiring generation hands the socket's backlog to the next one whole.
+/// Whether an accept error means the listening socket no longer listens.
+fn listener_gone(e: &glommio::GlommioError<()>) -> bool {
+    let glommio::GlommioError::IoError(io) = e else {
+        return false;
+    };
+    matches!(
+        io.raw_os_error(),
+        Some(libc::EINVAL | libc::EBADF | libc::ENOTSOCK)
+    )
+}
+
+async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: Rc<TcpListener>) {
+    let stopping = shard.stopping_signal.register();
     // Accept errors so far: the first and every thousandth are reported.
     let mut errors = 0u64;
-    loop {
-        let accepted = listener.accept().await;
-        if shard.stopping.get() {
-            // Accepted just before the listener was shut: still served, like any other.
-            if let Ok(stream) = accepted {
+    // Connections taken in a row without yielding to the sessions.
+    let mut burst = 0u32;
+    // Accept errors since the last success.
+    let mut failing = 0u32;
+    while !shard.stopping.get() {
+        match listener.try_accept() {
+            Some(Ok(stream)) => {
+                failing = 0;
                 spawn_session(&shard, frontend, stream);
+                burst += 1;
+                if burst >= ACCEPT_BURST {
+                    burst = 0;
+                    glommio::yield_if_needed().await;
+                }
             }
-            return;
-        }
-        match accepted {
-            Ok(stream) => spawn_session(&shard, frontend, stream),
-            Err(e) => {
+            Some(Err(e)) => {
                 errors += 1;
+                if listener_gone(&e) {
+                    // Shut down by the stop of the process (perhaps by a generation that
+                    // was retiring when it came): nothing more to accept.
+                    return;
+                }
                 if is_resource_exhaustion(&e) {
                     if errors == 1 || errors.is_multiple_of(1000) {
                         eprintln!("ringproxy: shard {}: accept: {e} (backing off)", shard.id);
                     }
+                    if stopping.sleep(ACCEPT_ERROR_BACKOFF).await {
+                        return;
+                    }
+                } else {
+                    // One connection failed (aborted before the accept): go on. Errors
+                    // without a success between them are not that: back off.
+                    failing += 1;
+                    if failing >= ACCEPT_FAILURES_BEFORE_BACKOFF {
+                        failing = 0;
+                        if stopping.sleep(ACCEPT_ERROR_BACKOFF).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            None => {
+                burst = 0;
+                let ready =
+                    futures_lite::future::or(async { listener.readable().await.is_ok() }, async {
+                        stopping.fired().await;
+                        false
+                    })
+                    .await;
+                if !ready && !shard.stopping.get() {
+                    // The poll failed: do not spin on it.
                     glommio::timer::sleep(ACCEPT_ERROR_BACKOFF).await;
                 }
             }

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod http;
+pub mod process;
 pub mod tls;
 
 use ringproxy::config::Config;

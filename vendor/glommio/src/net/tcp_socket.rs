@@ -185,6 +185,27 @@ impl TcpListener {
         Ok(AcceptedTcpStream { fd: fd as RawFd })
     }
 
+    /// ringproxy patch (vendor/README.md): accepts a connection that is already waiting,
+    /// with one non-blocking `accept4`; `None` when none is. With [`TcpListener::readable`]
+    /// it makes an accept loop that can stop at any point without losing a connection:
+    /// a cancelled readiness poll takes nothing from the listener, a cancelled io_uring
+    /// accept may have taken one.
+    pub fn try_accept(&self) -> Option<Result<TcpStream>> {
+        yolo_accept(self.listener.as_raw_fd()).map(|r| match r {
+            Ok(fd) => Ok(AcceptedTcpStream { fd }.bind_to_executor()),
+            Err(err) => Err(GlommioError::IoError(err)),
+        })
+    }
+
+    /// ringproxy patch (vendor/README.md): waits until a connection is waiting to be
+    /// accepted (or the listener is shut down), with an io_uring poll.
+    pub async fn readable(&self) -> Result<()> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let source = reactor.poll_read_ready(self.listener.as_raw_fd());
+        source.collect_rw().await?;
+        Ok(())
+    }
+
     /// Accepts a new incoming TCP connection in this executor
     ///
     /// This is similar to calling [`shared_accept`] and [`bind_to_executor`] in
