@@ -662,6 +662,19 @@ def slope(points):
     return sum((p[0] - mx) * (p[1] - my) for p in points) / sxx
 
 
+def growth(warm, key, t_warm, t_end):
+    """How `key` grows over the samples after warm-up: the least-squares slope (per s) of
+    the second half and over all of them, the second half's slope projected over the whole
+    time after warm-up (the growth had it run at that rate since), and the rise from the
+    first quarter's median to the last quarter's."""
+    mid = t_warm + (t_end - t_warm) / 2
+    s2 = slope([(r["time"], r[key]) for r in warm if r["time"] >= mid]) or 0.0
+    s_all = slope([(r["time"], r[key]) for r in warm]) or 0.0
+    q = max(2, len(warm) // 4)
+    rise = median([r[key] for r in warm[-q:]]) - median([r[key] for r in warm[:q]])
+    return {"slope": s2, "slope_all": s_all, "span": t_end - t_warm, "projected": s2 * (t_end - t_warm), "rise": rise}
+
+
 def median(values):
     v = sorted(values)
     if not v:
@@ -925,7 +938,7 @@ def cmd_analyze(args):
     p("")
     p("Pipes are the splice relays' per-shard cache of empty pipes (`l4::splice`, up to %d "
       "per shard, never shrunk): they follow the peak number of concurrent splicing relays, "
-      "so they are checked for growth after warm-up, not against the baseline.\n" % 512)
+      "so they are checked for steady growth after warm-up, not against the baseline.\n" % 512)
 
     # fds: sockets and other descriptors back to the baseline once connections are closed;
     # the pipe cache no larger at the end than it was in the first half after warm-up.
@@ -938,14 +951,13 @@ def cmd_analyze(args):
             continue
         checks.append(("%s back to baseline (± %d)" % (kind.replace("_", " "), args.fd_slack),
                        "baseline %d, after cool-down %d" % (b, last[kind]), last[kind] <= b + args.fd_slack))
-    if len(warm) >= 4:
-        mid = t_warm + (t_load1 - t_warm) / 2
-        first = max([r["pipes"] for r in warm if r["time"] < mid] or [0])
-        second = max([r["pipes"] for r in warm if r["time"] >= mid] or [0])
-        after = last["pipes"] if last else second
-        checks.append(("pipe cache flat after warm-up (± %d)" % args.pipe_slack,
-                       "max %d in the first half after warm-up, %d in the second, %d after cool-down" % (first, second, after),
-                       second <= first + args.pipe_slack and after <= max(first, second)))
+    if len(warm) >= 6:
+        g = growth(warm, "pipes", t_warm, t_load1)
+        leak = g["projected"] > args.pipe_slack and g["rise"] > args.pipe_slack
+        checks.append(("pipe cache not growing after warm-up",
+                       "second half slope %+.1f/min (× %.0f s after warm-up: %+.0f); last quarter − first quarter "
+                       "(medians) %+.0f; threshold %d pipe fds" % (
+                           g["slope"] * 60, g["span"], g["projected"], g["rise"], args.pipe_slack), not leak))
     sess_end = last["cur_sessions"] if last else None
     checks.append(("no session left open", "current sessions after cool-down: %s" % (
         "–" if sess_end is None else "%d" % sess_end), sess_end == 0))
@@ -953,23 +965,14 @@ def cmd_analyze(args):
     # (least squares), projected over that half, and the rise from the first post-warm-up
     # quarter to the last quarter (medians): a leak needs both above the threshold.
     if len(warm) >= 6:
-        mid = t_warm + (t_load1 - t_warm) / 2
-        second = [(r["time"], r["rss_kib"]) for r in warm if r["time"] >= mid]
-        s2 = slope(second)
-        s_all = slope([(r["time"], r["rss_kib"]) for r in warm])
-        q = max(2, len(warm) // 4)
-        first_q = median([r["rss_kib"] for r in warm[:q]])
-        last_q = median([r["rss_kib"] for r in warm[-q:]])
-        warm_rss = warm[0]["rss_kib"]
-        threshold = max(args.rss_slack_kib, warm_rss * args.rss_slack_pct / 100)
-        half = (t_load1 - mid)
-        projected = (s2 or 0) * half
-        rise = last_q - first_q
-        leak = projected > threshold and rise > threshold
+        g = growth(warm, "rss_kib", t_warm, t_load1)
+        threshold = max(args.rss_slack_kib, warm[0]["rss_kib"] * args.rss_slack_pct / 100)
+        leak = g["projected"] > threshold and g["rise"] > threshold
         checks.append(("RSS flat after warm-up",
-                       "second half slope %+.1f KiB/min (projected %+.0f KiB over %.0f s); after warm-up %+.1f KiB/min; "
+                       "second half slope %+.1f KiB/min (× %.0f s after warm-up: %+.0f KiB); whole time after warm-up %+.1f KiB/min; "
                        "last quarter − first quarter (medians) %+.0f KiB; threshold %.0f KiB" % (
-                           (s2 or 0) * 60, projected, half, (s_all or 0) * 60, rise, threshold), not leak))
+                           g["slope"] * 60, g["span"], g["projected"], g["slope_all"] * 60, g["rise"], threshold),
+                       not leak))
         rss_cool = end[-1]["rss_kib"] if end else None
         if rss_cool is not None:
             checks.append(("RSS after cool-down not above the load's level",
@@ -1035,7 +1038,7 @@ def main():
     a.add_argument("--warm-end", type=float, required=True)
     a.add_argument("--load-end", type=float, required=True)
     a.add_argument("--fd-slack", type=int, default=4)
-    a.add_argument("--pipe-slack", type=int, default=8)
+    a.add_argument("--pipe-slack", type=int, default=16)
     a.add_argument("--rss-slack-kib", type=float, default=2048)
     a.add_argument("--rss-slack-pct", type=float, default=5)
     a.add_argument("--proxy-exit", default="")
