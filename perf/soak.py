@@ -364,9 +364,19 @@ def cmd_slow(args):
             n = 65536
             s.sendall(b"POST /upload HTTP/1.1\r\nHost: soak\r\nContent-Type: application/octet-stream\r\n"
                       b"Content-Length: %d\r\n\r\n" % n)
-            for _ in range(n // 4096):
-                s.sendall(b"u" * 4096)
-                time.sleep(0.1)
+            try:
+                for _ in range(n // 4096):
+                    s.sendall(b"u" * 4096)
+                    time.sleep(0.1)
+            except OSError as e:
+                # The proxy may have answered (a 502) and closed: say what it answered.
+                try:
+                    s.settimeout(2)
+                    status, _ = Reader(s).head()
+                    counts.add(kind, "requests")
+                except Exception:  # noqa: BLE001 - no answer: the send error is the cause
+                    raise e from None
+                raise ProtocolError("status %d, body cut short (%s)" % (status, cause(e))) from None
             request_once(s, Reader(s), None, kind, counts)
         finally:
             close_quietly(s)

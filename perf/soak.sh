@@ -437,6 +437,7 @@ done
 if ((!o2_up)); then start_o2; wait_port "$O2_PORT"; event "o2 started again (pid $O2_PID), for the end"; fi
 
 # ------------------------------------------------------------------- cool-down --
+echo drain > "$PHASE_FILE"
 event "load over; waiting for the load generators"
 for p in "${LOADERS[@]}"; do await "$p" 90; [[ $AWAIT_RC == killed ]] && event "a load generator (pid $p) had to be stopped"; done
 echo cooldown > "$PHASE_FILE"
@@ -485,6 +486,8 @@ set output "$OUT/rss-fds.png"
 set datafile separator ","
 set multiplot layout 2,1 title "ringproxy soak, $DURATION ($(date -d "@$LOAD_START" '+%Y-%m-%d %H:%M'), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
 set xlabel "minutes since start"
+set lmargin 10
+set rmargin 10
 set grid
 set key outside bottom center horizontal
 set xrange [0:$(( $(date +%s) - SCRIPT_START ))/60.0]
