@@ -36,7 +36,8 @@
 //! ## Module map (in the order a connection meets them)
 //! - [`config`]: TOML → validated [`config::Config`]; every refusal names file, line, key.
 //! - [`runtime`]: CPU plan, listeners, one executor thread per shard, start errors, signals.
-//! - [`worker`]: a shard's accept loops, session spawning, draining on stop.
+//! - [`worker`]: a shard's accept loops, session spawning and limits (`maxconn`), draining
+//!   on stop.
 //! - [`tls`]: rustls per shard: TLS termination (SNI certificates, resumption), TLS to
 //!   servers, and the [`tls::Stream`] every session reads and writes, plain or TLS.
 //! - [`l4`]: tcp mode: connect with retries, then the splice/copy [`l4::relay`].

@@ -593,6 +593,88 @@ fn negative_maxconn() {
 }
 
 #[test]
+fn maxconn_of_the_process_and_of_frontends() {
+    let c = accepted(&with_backend(
+        r#"[global]
+maxconn = 1000
+
+[[frontend]]
+name = "capped"
+bind = ["127.0.0.1:0"]
+backend = "be"
+maxconn = 10
+
+[[frontend]]
+name = "zero"
+bind = ["127.0.0.1:0"]
+backend = "be"
+maxconn = 0
+
+[[frontend]]
+name = "absent"
+bind = ["127.0.0.1:0"]
+backend = "be"
+"#,
+    ));
+    assert_eq!(c.global.maxconn, NonZeroU32::new(1000));
+    assert_eq!(c.frontends[0].maxconn, NonZeroU32::new(10));
+    assert_eq!(c.frontends[1].maxconn, None, "maxconn 0 means unlimited");
+    assert_eq!(
+        c.frontends[2].maxconn, None,
+        "maxconn absent means unlimited"
+    );
+    let c = accepted(&with_backend(
+        "[global]
+maxconn = 4294967295
+",
+    ));
+    assert_eq!(c.global.maxconn, NonZeroU32::new(u32::MAX));
+}
+
+#[test]
+fn maxconn_negative_or_too_large() {
+    let frontend = "[[frontend]]\nname = \"a\"\nbind = [\"127.0.0.1:0\"]\nbackend = \"be\"\n";
+    for (text, line, key, reason) in [
+        (
+            "[global]\nmaxconn = -1\n".to_string(),
+            2,
+            "global.maxconn",
+            "-1 is out of range 0..=4294967295",
+        ),
+        (
+            "[global]\npin = false\nmaxconn = 4294967296\n".to_string(),
+            3,
+            "global.maxconn",
+            "4294967296 is out of range 0..=4294967295",
+        ),
+        (
+            format!("{frontend}maxconn = -5\n"),
+            5,
+            "frontend.maxconn",
+            "-5 is out of range 0..=4294967295",
+        ),
+        (
+            format!("{frontend}maxconn = 10000000000\n"),
+            5,
+            "frontend.maxconn",
+            "10000000000 is out of range 0..=4294967295",
+        ),
+        (
+            format!("{frontend}maxconn = \"10\"\n"),
+            5,
+            "frontend.maxconn",
+            "invalid type",
+        ),
+    ] {
+        let e = refused_at(&with_backend(&text), line, key);
+        assert!(e.reason.contains(reason), "{e}");
+    }
+    // Only the process and frontends have one (servers too); [defaults] does not.
+    let e = refused_at("[defaults]\nmaxconn = 5\n", 2, "defaults.maxconn");
+    assert!(e.reason.contains("unknown field"), "{e}");
+}
+
+#[test]
 fn shards_zero_or_not_a_number() {
     let e = refused_at("[global]\npin = false\nshards = 0\n", 3, "global.shards");
     assert!(e.reason.contains("1..=1024"), "{e}");
@@ -978,7 +1060,9 @@ fn built_in_defaults_without_global_or_defaults() {
     assert_eq!(c.global.shards, Shards::Auto);
     assert_eq!(c.global.grace, default::GRACE);
     assert!(c.global.pin);
+    assert_eq!(c.global.maxconn, None);
     let f = &c.frontends[0];
+    assert_eq!(f.maxconn, None);
     assert_eq!(f.timeout_client, default::TIMEOUT_CLIENT);
     assert_eq!(f.timeout_client_fin, default::TIMEOUT_CLIENT_FIN);
     assert!(f.splice);

@@ -57,6 +57,8 @@ pub struct FileGlobal {
     pub pin: Option<bool>,
     /// A hosts(5) file consulted before the system resolver (DNS discovery).
     pub hosts_file: Option<Spanned<String>>,
+    /// Client sessions open at once, process-wide; 0 = unlimited.
+    pub maxconn: Option<Spanned<i64>>,
 }
 
 /// `[defaults]`: every timeout and retry setting, inherited by frontends and backends.
@@ -108,6 +110,8 @@ pub struct FileFrontend {
     pub max_request_line: Option<Spanned<i64>>,
     pub keep_alive: Option<Spanned<String>>,
     pub pretend_keep_alive: Option<bool>,
+    /// Client sessions of this frontend open at once, process-wide; 0 = unlimited.
+    pub maxconn: Option<Spanned<i64>>,
     /// `[[frontend.route]]`, tried in order (mode `http`).
     #[serde(default)]
     pub route: Vec<FileRoute>,

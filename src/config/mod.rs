@@ -114,6 +114,10 @@ pub struct Global {
     pub pin: bool,
     /// A hosts(5) file consulted before the system resolver (DNS discovery).
     pub hosts_file: Option<PathBuf>,
+    /// Client sessions open at once, whole process; `None` is unlimited. Each shard
+    /// enforces its share (`worker::limit`); beyond it, connections wait in the kernel's
+    /// listen backlog.
+    pub maxconn: Option<NonZeroU32>,
 }
 
 /// `global.shards`.
@@ -235,6 +239,9 @@ pub struct Frontend {
     pub tls: Option<std::sync::Arc<FrontendTls>>,
     /// A TLS handshake must be complete within this time of the accept.
     pub timeout_client_handshake: Duration,
+    /// Client sessions of this frontend open at once, whole process; `None` is
+    /// unlimited. Each shard enforces its share (`worker::limit`).
+    pub maxconn: Option<NonZeroU32>,
 }
 
 /// The HTTP side of a frontend.
@@ -1191,12 +1198,14 @@ impl Ctx<'_> {
                 grace: default::GRACE,
                 pin: true,
                 hosts_file: None,
+                maxconn: None,
             },
             Some(g) => Global {
                 shards: self.shards(g.shards.as_ref())?,
                 grace: self.duration(g.grace.as_ref(), "global.grace", default::GRACE)?,
                 pin: g.pin.unwrap_or(true),
                 hosts_file: g.hosts_file.as_ref().map(|h| PathBuf::from(h.get_ref())),
+                maxconn: self.limit(g.maxconn.as_ref(), "global.maxconn")?,
             },
         };
         let defaults = self.defaults(file.defaults.as_ref().unwrap_or(&FileDefaults::default()))?;
@@ -1529,6 +1538,7 @@ impl Ctx<'_> {
                 "frontend.timeout_client_handshake",
                 d.timeout_client_handshake,
             )?,
+            maxconn: self.limit(f.maxconn.as_ref(), "frontend.maxconn")?,
         })
     }
 

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use glommio::net::TcpListener;
 
 pub mod abort;
+pub mod limit;
 pub mod mesh;
 
 use crate::config::{Config, Mode, Observe};
@@ -128,6 +129,8 @@ pub struct Shard {
     /// rustls configurations of the TLS frontends and servers, with this shard's session
     /// caches.
     pub tls: crate::tls::ShardTls,
+    /// This shard's share of `global.maxconn` and of each frontend's `maxconn`.
+    pub limits: limit::Limits,
 }
 
 impl Shard {
@@ -142,6 +145,7 @@ impl Shard {
         let http_pools = crate::http::pool::Pools::new(&config);
         let tls = crate::tls::ShardTls::new(&config);
         Shard {
+            limits: limit::Limits::new(&config, id, shards),
             tls,
             id,
             config,
@@ -343,10 +347,18 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: Rc<TcpListener
     // Accept errors since the last success.
     let mut failing = 0u32;
     while !shard.stopping.get() {
+        // At its maxconn the shard takes no connection until one of its sessions ends
+        // (worker::limit): new ones wait in the backlog.
+        let Some(slot) = shard.limits.try_admit(frontend) else {
+            if !shard.limits.room(frontend, &stopping).await {
+                return;
+            }
+            continue;
+        };
         match listener.try_accept() {
             Some(Ok(stream)) => {
                 failing = 0;
-                spawn_session(&shard, frontend, stream);
+                spawn_session(&shard, frontend, stream, slot);
                 burst += 1;
                 if burst >= ACCEPT_BURST {
                     burst = 0;
@@ -354,6 +366,7 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: Rc<TcpListener
                 }
             }
             Some(Err(e)) => {
+                drop(slot);
                 errors += 1;
                 if listener_gone(&e) {
                     // Shut down by the stop of the process (perhaps by a generation that
@@ -380,6 +393,7 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: Rc<TcpListener
                 }
             }
             None => {
+                drop(slot);
                 burst = 0;
                 let ready =
                     futures_lite::future::or(async { listener.readable().await.is_ok() }, async {
@@ -396,9 +410,15 @@ async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: Rc<TcpListener
     }
 }
 
-fn spawn_session(shard: &Rc<Shard>, frontend: usize, stream: glommio::net::TcpStream) {
+fn spawn_session(
+    shard: &Rc<Shard>,
+    frontend: usize,
+    stream: glommio::net::TcpStream,
+    slot: limit::Admission,
+) {
     let shard = Rc::clone(shard);
     glommio::spawn_local(async move {
+        let _slot = slot;
         shard.active.set(shard.active.get() + 1);
         let fe = &shard.stats.frontends[frontend];
         fe.add(Fe::Sessions as usize, 1);
