@@ -62,7 +62,7 @@ use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
-use crate::worker::Shard;
+use crate::worker::{Admitted, Shard};
 
 /// Input buffer of a server connection; also the largest response head accepted.
 pub const SERVER_BUFFER: usize = 32 * 1024;
@@ -158,6 +158,11 @@ struct Session {
     log: Option<Box<LogRecord>>,
     /// TLS clients: bounds the wait for a request head (see `read_request`).
     tls_timer: Option<glommio::timer::Timer>,
+    /// The request's host, lower case and without port, for servers whose TLS name
+    /// comes from it (`sni_from_host`; read through [`sni_host`]); empty when there is
+    /// none. Here rather than in the exchange's future, which would carry its buffer in
+    /// every session; reused, so it allocates only when it grows.
+    sni_host: String,
 }
 
 /// Ends a session when the server of its current exchange has its sessions shut down
@@ -224,6 +229,12 @@ fn sni_for<'h>(
     }
 }
 
+/// [`Session::sni_host`] as [`sni_for`] takes it (a function of the field, not a method,
+/// so that it borrows the field alone).
+fn sni_host(host: &str) -> Option<&str> {
+    (!host.is_empty()).then_some(host)
+}
+
 /// A status that counts as a server error for `observe = "layer7"` (HAProxy's rule: 5xx
 /// but 501 and 505, which say the request was not understood).
 fn server_error(status: u16) -> bool {
@@ -231,7 +242,12 @@ fn server_error(status: u16) -> bool {
 }
 
 /// Serves one accepted http-mode client to the end.
-pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
+///
+/// An `async` block rather than an `async fn`: an `async fn` keeps a second copy of its
+/// arguments in its future (its parameters are moved into locals, and the space of both
+/// stays reserved), and the future is the task's memory for the connection's whole life.
+pub async fn serve(admitted: Admitted, stream: TcpStream) {
+    let (shard, frontend) = (&admitted.shard, admitted.frontend);
     let fe = &shard.config.frontends[frontend];
     if crate::l4::prepare(&stream, false).is_err() {
         return;
@@ -243,7 +259,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
     let client = (fe.http.forward_for.is_some() || logging)
         .then(|| stream.peer_addr().ok())
         .flatten();
-    let Some(stream) = crate::l4::accept_tls(&shard, frontend, stream).await else {
+    let Some(stream) = crate::l4::accept_tls(shard, frontend, stream).await else {
         return;
     };
     let peer = client.map(|a| a.ip());
@@ -265,7 +281,7 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         using: Rc::clone(&using),
         stopping: shard.close_idle.register(),
         client: Conn::new(stream, shard.http_buffers.take(capacity)),
-        shard: Rc::clone(&shard),
+        shard: Rc::clone(shard),
         frontend,
         peer,
         out: Vec::with_capacity(OUT_CAPACITY),
@@ -275,9 +291,10 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
         served: 0,
         last_server: None,
         tls_timer: None,
+        sni_host: String::new(),
     };
     let mut watch = ServerWatch {
-        shard: &shard,
+        shard,
         registered: None,
     };
     let stopped_by = Cell::new(None);
@@ -698,23 +715,22 @@ impl Session {
             pinned,
         };
         // The request's host, for servers whose TLS name comes from it.
-        // Written (and zeroed) only for a backend that needs the host.
-        let mut host_buf: [u8; 256];
-        let host = if be.sni_from_host {
-            host_buf = [0; 256];
+        self.sni_host.clear();
+        if be.sni_from_host {
+            let mut lower = [0; 256];
             let buf = self.client.data();
-            self.req
+            let host = self
+                .req
                 .host
-                .and_then(|h| head::host_without_port(h.get(buf), &mut host_buf))
-                .and_then(|h| std::str::from_utf8(h).ok())
-        } else {
-            None
-        };
+                .and_then(|h| head::host_without_port(h.get(buf), &mut lower))
+                .and_then(|h| std::str::from_utf8(h).ok());
+            self.sni_host.push_str(host.unwrap_or_default());
+        }
         let mut race_retry = true;
         let mut fresh = false;
         let mut body_sent = true;
         loop {
-            self.server_for(backend, retryable, fresh, &mut pick, host)
+            self.server_for(backend, retryable, fresh, &mut pick)
                 .await?;
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
@@ -856,7 +872,9 @@ impl Session {
                 return Err(self.refuse(502, "unexpected 101 response").await);
             }
             self.txn.status = 101;
-            let ender = self.tunnel(be).await;
+            // Boxed: the tunnel's state is allocated when a connection upgrades, not
+            // carried by every session.
+            let ender = Box::pin(self.tunnel(be)).await;
             self.finish(ender);
             return Err(End::Tunnel);
         }
@@ -1122,7 +1140,6 @@ impl Session {
         retryable: bool,
         fresh: bool,
         pick: &mut Pick,
-        host: Option<&str>,
     ) -> Result<(), End> {
         let Pick {
             tried,
@@ -1138,7 +1155,7 @@ impl Session {
             if s.backend == backend
                 && !fresh
                 && pinned.is_none_or(|p| p == s.server)
-                && s.sni.as_deref() == sni_for(be, s.server, host)
+                && s.sni.as_deref() == sni_for(be, s.server, sni_host(&self.sni_host))
             {
                 if let Some(slot) = state.acquire_server(s.server) {
                     s.slot = Some(slot);
@@ -1187,7 +1204,7 @@ impl Session {
             let connecting = self.add_wait(waiting);
             self.txn.server = Some(index);
             self.txn.phase = b'C';
-            let sni = sni_for(be, index, host);
+            let sni = sni_for(be, index, sni_host(&self.sni_host));
             if let Some(want) = want {
                 if let Some(idle) =
                     shard
@@ -1210,25 +1227,9 @@ impl Session {
             // A new connection: TCP, then TLS when the server has it. A failed handshake
             // counts as a connection failure (HAProxy's `conn-failure` covers it too), but
             // is answered 502 when it is the last word: the server is there and refused.
-            let tcp = crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await;
-            // Always ready for splice: a pooled connection serves every frontend of the
-            // backend, and some may splice.
-            let tcp = tcp.filter(|t| crate::l4::prepare(t, true).is_ok());
-            // Some(certificate refused): the TLS handshake failed.
-            let mut tls_failed = None;
-            let stream = match tcp {
-                Some(tcp) => {
-                    let _ = tcp.set_write_timeout(Some(be.timeout_server));
-                    let secured =
-                        crate::l4::secure(&shard, &slot.server, tcp, sni, be.timeout_connect).await;
-                    tls_failed = secured
-                        .as_ref()
-                        .err()
-                        .map(|e| e.failure == crate::tls::Failure::Certificate);
-                    secured.ok()
-                }
-                None => None,
-            };
+            // Boxed: a connection attempt's state (TCP connect, TLS handshake) is
+            // allocated when a server connection is made, not carried by every session.
+            let (stream, tls_failed) = Box::pin(connect_new(&shard, &slot.server, be, sni)).await;
             match stream {
                 Some(stream) => {
                     self.txn.tc = Some(micros(connecting, Instant::now()));
@@ -1369,6 +1370,28 @@ impl Session {
         self.txn.bytes_out += bytes.server_to_client;
         shard.http_buffers.give(server.conn.into_buffer());
         ender
+    }
+}
+
+/// A new connection to `server` of `be`, ready for requests: TCP, then TLS when the server
+/// has it (for `sni`). `None` when it failed, then with `Some(certificate refused)` when
+/// the TLS handshake was what failed.
+async fn connect_new(
+    shard: &Shard,
+    server: &crate::upstream::ServerState,
+    be: &crate::config::Backend,
+    sni: Option<&str>,
+) -> (Option<Stream>, Option<bool>) {
+    let tcp = crate::l4::connect_to(shard, server, be.timeout_connect).await;
+    // Always ready for splice: a pooled connection serves every frontend of the backend,
+    // and some may splice.
+    let Some(tcp) = tcp.filter(|t| crate::l4::prepare(t, true).is_ok()) else {
+        return (None, None);
+    };
+    let _ = tcp.set_write_timeout(Some(be.timeout_server));
+    match crate::l4::secure(shard, server, tcp, sni, be.timeout_connect).await {
+        Ok(stream) => (Some(stream), None),
+        Err(e) => (None, Some(e.failure == crate::tls::Failure::Certificate)),
     }
 }
 
