@@ -245,95 +245,104 @@ fn server_error(status: u16) -> bool {
 ///
 /// An `async` block rather than an `async fn`: an `async fn` keeps a second copy of its
 /// arguments in its future (its parameters are moved into locals, and the space of both
-/// stays reserved), and the future is the task's memory for the connection's whole life.
-pub async fn serve(admitted: Admitted, stream: TcpStream) {
-    let (shard, frontend) = (&admitted.shard, admitted.frontend);
-    let fe = &shard.config.frontends[frontend];
-    if crate::l4::prepare(&stream, false).is_err() {
-        return;
-    }
-    let _ = stream.set_write_timeout(Some(fe.timeout_client));
-    // The client's address, asked of the kernel once, and only when X-Forwarded-For or
-    // the access log needs it (`balance = "source"` asks later, if still unknown).
-    let logging = shard.stats.logging();
-    let client = (fe.http.forward_for.is_some() || logging)
-        .then(|| stream.peer_addr().ok())
-        .flatten();
-    let Some(stream) = crate::l4::accept_tls(shard, frontend, stream).await else {
-        return;
-    };
-    let peer = client.map(|a| a.ip());
-    let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
-    let abort = shard.abort.register();
-    let using = Rc::new(Cell::new(None));
-    let accepted = Instant::now();
-    let log = logging.then(|| {
-        let mut r = Box::new(LogRecord::new(frontend as u16));
-        r.client = client;
-        r.http = true;
-        r
-    });
-    let mut s = Session {
-        accepted,
-        txn: Txn::new(accepted),
-        txn_open: false,
-        log,
-        using: Rc::clone(&using),
-        stopping: shard.close_idle.register(),
-        client: Conn::new(stream, shard.http_buffers.take(capacity)),
-        shard: Rc::clone(shard),
-        frontend,
-        peer,
-        out: Vec::with_capacity(OUT_CAPACITY),
-        req: head::Request::default(),
-        resp: head::Response::default(),
-        server: None,
-        served: 0,
-        last_server: None,
-        tls_timer: None,
-        sni_host: String::new(),
-    };
-    let mut watch = ServerWatch {
-        shard,
-        registered: None,
-    };
-    let stopped_by = Cell::new(None);
-    let end = futures_lite::future::or(
-        s.run(),
-        futures_lite::future::poll_fn(|cx| {
-            if abort.poll_fired(cx) {
-                stopped_by.set(Some(Ender::Killed));
-                return std::task::Poll::Ready(End::Close);
-            }
-            if watch.poll_killed(using.get(), cx) {
-                stopped_by.set(Some(Ender::Down));
-                return std::task::Poll::Ready(End::Close);
-            }
-            std::task::Poll::Pending
-        }),
-    )
-    .await;
-    drop(watch);
-    // A request still open ended without an answer: cut short by the client, or stopped.
-    s.finish(stopped_by.get().unwrap_or(Ender::Client));
-    // Still in an exchange (the shard's grace period ended it): the server may be
-    // sending.
-    let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
-    s.drop_server(mid_exchange);
-    let (stream, buf) = s.client.into_parts();
-    shard.http_buffers.give(buf);
-    match end {
-        // The tunnel closed both sides itself.
-        End::Tunnel => {}
-        End::Close if !stream.is_tls() => pool::close_clean(stream),
-        // TLS: the client answers close_notify with its own; it is read, not reset.
-        End::Close => {
-            pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+/// stays reserved: 168 bytes here), and the future is the task's memory for the
+/// connection's whole life.
+#[allow(clippy::manual_async_fn)]
+pub fn serve(admitted: Admitted, stream: TcpStream) -> impl std::future::Future<Output = ()> {
+    async move {
+        let (shard, frontend) = (&admitted.shard, admitted.frontend);
+        let fe = &shard.config.frontends[frontend];
+        if crate::l4::prepare(&stream, false).is_err() {
+            return;
         }
-        // FIN, then read and discard what the client still sends (bounded), so that it
-        // reads the last response before the socket is closed.
-        End::Linger => {
-            pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+        let _ = stream.set_write_timeout(Some(fe.timeout_client));
+        // The client's address, asked of the kernel once, and only when X-Forwarded-For or
+        // the access log needs it (`balance = "source"` asks later, if still unknown).
+        let logging = shard.stats.logging();
+        let client = (fe.http.forward_for.is_some() || logging)
+            .then(|| stream.peer_addr().ok())
+            .flatten();
+        let Some(stream) = crate::l4::accept_tls(shard, frontend, stream).await else {
+            return;
+        };
+        let peer = client.map(|a| a.ip());
+        let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
+        // A block: the session ends with it, so that its memory is not kept beside the
+        // closing wait's (a future holds what may still be used across each await).
+        let (end, stream) = {
+            let abort = shard.abort.register();
+            let using = Rc::new(Cell::new(None));
+            let accepted = Instant::now();
+            let log = logging.then(|| {
+                let mut r = Box::new(LogRecord::new(frontend as u16));
+                r.client = client;
+                r.http = true;
+                r
+            });
+            let mut s = Session {
+                accepted,
+                txn: Txn::new(accepted),
+                txn_open: false,
+                log,
+                using: Rc::clone(&using),
+                stopping: shard.close_idle.register(),
+                client: Conn::new(stream, shard.http_buffers.take(capacity)),
+                shard: Rc::clone(shard),
+                frontend,
+                peer,
+                out: Vec::with_capacity(OUT_CAPACITY),
+                req: head::Request::default(),
+                resp: head::Response::default(),
+                server: None,
+                served: 0,
+                last_server: None,
+                tls_timer: None,
+                sni_host: String::new(),
+            };
+            let mut watch = ServerWatch {
+                shard,
+                registered: None,
+            };
+            let stopped_by = Cell::new(None);
+            let end = futures_lite::future::or(
+                s.run(),
+                futures_lite::future::poll_fn(|cx| {
+                    if abort.poll_fired(cx) {
+                        stopped_by.set(Some(Ender::Killed));
+                        return std::task::Poll::Ready(End::Close);
+                    }
+                    if watch.poll_killed(using.get(), cx) {
+                        stopped_by.set(Some(Ender::Down));
+                        return std::task::Poll::Ready(End::Close);
+                    }
+                    std::task::Poll::Pending
+                }),
+            )
+            .await;
+            drop(watch);
+            // A request still open ended without an answer: cut short by the client, or stopped.
+            s.finish(stopped_by.get().unwrap_or(Ender::Client));
+            // Still in an exchange (the shard's grace period ended it): the server may be
+            // sending.
+            let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
+            s.drop_server(mid_exchange);
+            let (stream, buf) = s.client.into_parts();
+            shard.http_buffers.give(buf);
+            (end, stream)
+        };
+        match end {
+            // The tunnel closed both sides itself.
+            End::Tunnel => {}
+            End::Close if !stream.is_tls() => pool::close_clean(stream),
+            // TLS: the client answers close_notify with its own; it is read, not reset.
+            End::Close => {
+                pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+            }
+            // FIN, then read and discard what the client still sends (bounded), so that it
+            // reads the last response before the socket is closed.
+            End::Linger => {
+                pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+            }
         }
     }
 }
@@ -1419,5 +1428,29 @@ async fn send(out: &mut Vec<u8>, stream: &mut Stream) -> Result<(), Failure> {
             nothing_sent: false,
         }),
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns (without calling it).
+    fn future_size<A, B, F: std::future::Future>(_f: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle connection's task is the session's future, at the size of its largest
+    /// state: it must stay small (README, "Idle keep-alive connections"). Under 2 KiB,
+    /// glommio also allocates it inline with the task (one allocation per connection,
+    /// `tests/alloc.rs`); above, in a box of its own.
+    #[test]
+    fn session_future_stays_small() {
+        let size = future_size(serve);
+        eprintln!("http session future: {size} bytes");
+        assert!(
+            size < 2048,
+            "the http session's future grew to {size} bytes"
+        );
     }
 }
