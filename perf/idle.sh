@@ -7,9 +7,13 @@
 # frontend with a throw-away certificate), opens CONNS client connections at RATE per
 # second (python, one HTTP/1.1 request each, answer read, then idle), waits HOLD seconds
 # (past the proxy's one-second buffer hold), and prints the proxy's VmRSS before, after,
-# and per connection. Usage:
+# and per connection. It also pauses HOLD seconds halfway and samples VmRSS there: the
+# second half's growth per connection is the marginal cost of an idle connection, without
+# the fixed part (what the shard keeps whatever the count: spare buffers of the busy
+# connections, the allocator's free lists). Usage:
 #   perf/idle.sh                    # 10 000 connections at 500/s
 #   CONNS=2000 RATE=0 perf/idle.sh  # RATE=0: as fast as they open
+#   BIN=/path/to/ringproxy perf/idle.sh  # another build (none is made then)
 # Needs `ulimit -n` above CONNS + 100 (the hard limit on this VM is 20 000).
 set -euo pipefail
 
@@ -24,8 +28,10 @@ ORIGIN_PORT=${ORIGIN_PORT:-9390}
 RUN_DIR=${RUN_DIR:-/tmp/ringproxy-idle.$$}
 mkdir -p "$RUN_DIR"
 ulimit -n "$((CONNS + 200))" 2>/dev/null || { echo "idle.sh: cannot raise ulimit -n to $((CONNS + 200))" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release --quiet)
-BIN=$ROOT/target/release/ringproxy
+if [[ -z ${BIN:-} ]]; then
+  (cd "$ROOT" && cargo build --release --quiet)
+  BIN=$ROOT/target/release/ringproxy
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -82,8 +88,17 @@ ctx = None
 if tls:
     ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 req = b"GET / HTTP/1.1\r\nHost: idle\r\n\r\n"
+def rss():
+    for line in open(f"/proc/{proxy}/status"):
+        if line.startswith("VmRSS"): return int(line.split()[1]) * 1024
 socks, start, failed = [], time.time(), 0
+half = conns // 2
 for i in range(conns):
+    if i == half:
+        paused = time.time()
+        time.sleep(hold)
+        mid, mid_n = rss(), len(socks)
+        start += time.time() - paused
     if rate:
         delay = start + i / rate - time.time()
         if delay > 0: time.sleep(delay)
@@ -100,12 +115,10 @@ for i in range(conns):
     except OSError:
         failed += 1
 time.sleep(hold)
-def rss():
-    for line in open(f"/proc/{proxy}/status"):
-        if line.startswith("VmRSS"): return int(line.split()[1]) * 1024
 after = rss()
 n = len(socks)
 print(f"connections idle: {n} (failed {failed}), opened at {rate or 'max'}/s, tls={tls}")
-print(f"proxy VmRSS before: {before} B, with them idle {hold}s later: {after} B")
+print(f"proxy VmRSS before: {before} B, with {mid_n} idle: {mid} B, with them all idle {hold}s later: {after} B")
 print(f"per idle connection: {(after - before) / max(n, 1):.0f} B")
+print(f"marginal, second half: {(after - mid) / max(n - mid_n, 1):.0f} B per idle connection")
 PY

@@ -236,7 +236,9 @@ pub async fn forward(
         flush(out, dst).await?;
         if let (Some(buffers), Body::Length(_)) = (splice, body) {
             if left >= SPLICE_MIN {
-                splice_exact(src, dst, left, buffers).await?;
+                // Boxed: its state is allocated for long bodies only (one allocation
+                // for 64 KiB or more, spliced), not carried by every session's future.
+                Box::pin(splice_exact(src, dst, left, buffers)).await?;
                 return Ok(moved + left);
             }
         }

@@ -49,6 +49,9 @@ use crate::worker::Shard;
 pub const DRAIN_TIME: Duration = Duration::from_secs(1);
 pub const DRAIN_BYTES: usize = 1024 * 1024;
 
+/// The buffer [`drain`] reads and discards through (allocated per drain, which is rare).
+const DRAIN_CHUNK: usize = 4096;
+
 /// A server connection between two requests, and the SNI it was made for (only with
 /// `sni_from_host`).
 pub struct Pooled {
@@ -332,7 +335,9 @@ impl Pools {
 /// `bytes`, then releases the socket (whose write side the caller has shut). True when
 /// the FIN came (or the connection failed): then closing sends no RST.
 pub async fn drain(mut stream: TcpStream, time: Duration, bytes: usize) -> bool {
-    let mut buf = [0u8; 4096];
+    // On the heap: an array here would be part of the future of every task that may
+    // drain, sessions included, for their whole life.
+    let mut buf = vec![0u8; DRAIN_CHUNK];
     let start = Instant::now();
     let mut read = 0usize;
     loop {

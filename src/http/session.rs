@@ -62,7 +62,7 @@ use crate::upstream::balance::{hash_ip, hash_key};
 use crate::upstream::pool::{reuse_for, PoolCounters};
 use crate::upstream::{ActiveSlot, TriedSet};
 use crate::worker::abort::AbortHandle;
-use crate::worker::Shard;
+use crate::worker::{Admitted, Shard};
 
 /// Input buffer of a server connection; also the largest response head accepted.
 pub const SERVER_BUFFER: usize = 32 * 1024;
@@ -158,6 +158,11 @@ struct Session {
     log: Option<Box<LogRecord>>,
     /// TLS clients: bounds the wait for a request head (see `read_request`).
     tls_timer: Option<glommio::timer::Timer>,
+    /// The request's host, lower case and without port, for servers whose TLS name
+    /// comes from it (`sni_from_host`; read through [`sni_host`]); empty when there is
+    /// none. Here rather than in the exchange's future, which would carry its buffer in
+    /// every session; reused, so it allocates only when it grows.
+    sni_host: String,
 }
 
 /// Ends a session when the server of its current exchange has its sessions shut down
@@ -224,6 +229,12 @@ fn sni_for<'h>(
     }
 }
 
+/// [`Session::sni_host`] as [`sni_for`] takes it (a function of the field, not a method,
+/// so that it borrows the field alone).
+fn sni_host(host: &str) -> Option<&str> {
+    (!host.is_empty()).then_some(host)
+}
+
 /// A status that counts as a server error for `observe = "layer7"` (HAProxy's rule: 5xx
 /// but 501 and 505, which say the request was not understood).
 fn server_error(status: u16) -> bool {
@@ -231,92 +242,107 @@ fn server_error(status: u16) -> bool {
 }
 
 /// Serves one accepted http-mode client to the end.
-pub async fn serve(shard: Rc<Shard>, frontend: usize, stream: TcpStream) {
-    let fe = &shard.config.frontends[frontend];
-    if crate::l4::prepare(&stream, false).is_err() {
-        return;
-    }
-    let _ = stream.set_write_timeout(Some(fe.timeout_client));
-    // The client's address, asked of the kernel once, and only when X-Forwarded-For or
-    // the access log needs it (`balance = "source"` asks later, if still unknown).
-    let logging = shard.stats.logging();
-    let client = (fe.http.forward_for.is_some() || logging)
-        .then(|| stream.peer_addr().ok())
-        .flatten();
-    let Some(stream) = crate::l4::accept_tls(&shard, frontend, stream).await else {
-        return;
-    };
-    let peer = client.map(|a| a.ip());
-    let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
-    let abort = shard.abort.register();
-    let using = Rc::new(Cell::new(None));
-    let accepted = Instant::now();
-    let log = logging.then(|| {
-        let mut r = Box::new(LogRecord::new(frontend as u16));
-        r.client = client;
-        r.http = true;
-        r
-    });
-    let mut s = Session {
-        accepted,
-        txn: Txn::new(accepted),
-        txn_open: false,
-        log,
-        using: Rc::clone(&using),
-        stopping: shard.close_idle.register(),
-        client: Conn::new(stream, shard.http_buffers.take(capacity)),
-        shard: Rc::clone(&shard),
-        frontend,
-        peer,
-        out: Vec::with_capacity(OUT_CAPACITY),
-        req: head::Request::default(),
-        resp: head::Response::default(),
-        server: None,
-        served: 0,
-        last_server: None,
-        tls_timer: None,
-    };
-    let mut watch = ServerWatch {
-        shard: &shard,
-        registered: None,
-    };
-    let stopped_by = Cell::new(None);
-    let end = futures_lite::future::or(
-        s.run(),
-        futures_lite::future::poll_fn(|cx| {
-            if abort.poll_fired(cx) {
-                stopped_by.set(Some(Ender::Killed));
-                return std::task::Poll::Ready(End::Close);
-            }
-            if watch.poll_killed(using.get(), cx) {
-                stopped_by.set(Some(Ender::Down));
-                return std::task::Poll::Ready(End::Close);
-            }
-            std::task::Poll::Pending
-        }),
-    )
-    .await;
-    drop(watch);
-    // A request still open ended without an answer: cut short by the client, or stopped.
-    s.finish(stopped_by.get().unwrap_or(Ender::Client));
-    // Still in an exchange (the shard's grace period ended it): the server may be
-    // sending.
-    let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
-    s.drop_server(mid_exchange);
-    let (stream, buf) = s.client.into_parts();
-    shard.http_buffers.give(buf);
-    match end {
-        // The tunnel closed both sides itself.
-        End::Tunnel => {}
-        End::Close if !stream.is_tls() => pool::close_clean(stream),
-        // TLS: the client answers close_notify with its own; it is read, not reset.
-        End::Close => {
-            pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+///
+/// An `async` block rather than an `async fn`: an `async fn` keeps a second copy of its
+/// arguments in its future (its parameters are moved into locals, and the space of both
+/// stays reserved: 168 bytes here), and the future is the task's memory for the
+/// connection's whole life.
+#[allow(clippy::manual_async_fn)]
+pub fn serve(admitted: Admitted, stream: TcpStream) -> impl std::future::Future<Output = ()> {
+    async move {
+        let (shard, frontend) = (&admitted.shard, admitted.frontend);
+        let fe = &shard.config.frontends[frontend];
+        if crate::l4::prepare(&stream, false).is_err() {
+            return;
         }
-        // FIN, then read and discard what the client still sends (bounded), so that it
-        // reads the last response before the socket is closed.
-        End::Linger => {
-            pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+        let _ = stream.set_write_timeout(Some(fe.timeout_client));
+        // The client's address, asked of the kernel once, and only when X-Forwarded-For or
+        // the access log needs it (`balance = "source"` asks later, if still unknown).
+        let logging = shard.stats.logging();
+        let client = (fe.http.forward_for.is_some() || logging)
+            .then(|| stream.peer_addr().ok())
+            .flatten();
+        let Some(stream) = crate::l4::accept_tls(shard, frontend, stream).await else {
+            return;
+        };
+        let peer = client.map(|a| a.ip());
+        let capacity = fe.http.max_header_bytes.max(CLIENT_BUFFER_MIN);
+        // A block: the session ends with it, so that its memory is not kept beside the
+        // closing wait's (a future holds what may still be used across each await).
+        let (end, stream) = {
+            let abort = shard.abort.register();
+            let using = Rc::new(Cell::new(None));
+            let accepted = Instant::now();
+            let log = logging.then(|| {
+                let mut r = Box::new(LogRecord::new(frontend as u16));
+                r.client = client;
+                r.http = true;
+                r
+            });
+            let mut s = Session {
+                accepted,
+                txn: Txn::new(accepted),
+                txn_open: false,
+                log,
+                using: Rc::clone(&using),
+                stopping: shard.close_idle.register(),
+                client: Conn::new(stream, shard.http_buffers.take(capacity)),
+                shard: Rc::clone(shard),
+                frontend,
+                peer,
+                out: Vec::with_capacity(OUT_CAPACITY),
+                req: head::Request::default(),
+                resp: head::Response::default(),
+                server: None,
+                served: 0,
+                last_server: None,
+                tls_timer: None,
+                sni_host: String::new(),
+            };
+            let mut watch = ServerWatch {
+                shard,
+                registered: None,
+            };
+            let stopped_by = Cell::new(None);
+            let end = futures_lite::future::or(
+                s.run(),
+                futures_lite::future::poll_fn(|cx| {
+                    if abort.poll_fired(cx) {
+                        stopped_by.set(Some(Ender::Killed));
+                        return std::task::Poll::Ready(End::Close);
+                    }
+                    if watch.poll_killed(using.get(), cx) {
+                        stopped_by.set(Some(Ender::Down));
+                        return std::task::Poll::Ready(End::Close);
+                    }
+                    std::task::Poll::Pending
+                }),
+            )
+            .await;
+            drop(watch);
+            // A request still open ended without an answer: cut short by the client, or stopped.
+            s.finish(stopped_by.get().unwrap_or(Ender::Client));
+            // Still in an exchange (the shard's grace period ended it): the server may be
+            // sending.
+            let mid_exchange = s.server.as_ref().is_some_and(|c| c.slot.is_some());
+            s.drop_server(mid_exchange);
+            let (stream, buf) = s.client.into_parts();
+            shard.http_buffers.give(buf);
+            (end, stream)
+        };
+        match end {
+            // The tunnel closed both sides itself.
+            End::Tunnel => {}
+            End::Close if !stream.is_tls() => pool::close_clean(stream),
+            // TLS: the client answers close_notify with its own; it is read, not reset.
+            End::Close => {
+                pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+            }
+            // FIN, then read and discard what the client still sends (bounded), so that it
+            // reads the last response before the socket is closed.
+            End::Linger => {
+                pool::shut(stream, LINGER_TIME, LINGER_BYTES).await;
+            }
         }
     }
 }
@@ -698,23 +724,22 @@ impl Session {
             pinned,
         };
         // The request's host, for servers whose TLS name comes from it.
-        // Written (and zeroed) only for a backend that needs the host.
-        let mut host_buf: [u8; 256];
-        let host = if be.sni_from_host {
-            host_buf = [0; 256];
+        self.sni_host.clear();
+        if be.sni_from_host {
+            let mut lower = [0; 256];
             let buf = self.client.data();
-            self.req
+            let host = self
+                .req
                 .host
-                .and_then(|h| head::host_without_port(h.get(buf), &mut host_buf))
-                .and_then(|h| std::str::from_utf8(h).ok())
-        } else {
-            None
-        };
+                .and_then(|h| head::host_without_port(h.get(buf), &mut lower))
+                .and_then(|h| std::str::from_utf8(h).ok());
+            self.sni_host.push_str(host.unwrap_or_default());
+        }
         let mut race_retry = true;
         let mut fresh = false;
         let mut body_sent = true;
         loop {
-            self.server_for(backend, retryable, fresh, &mut pick, host)
+            self.server_for(backend, retryable, fresh, &mut pick)
                 .await?;
             let server = self.server.as_mut().expect("server_for sets it");
             let reused = server.uses > 0;
@@ -856,7 +881,9 @@ impl Session {
                 return Err(self.refuse(502, "unexpected 101 response").await);
             }
             self.txn.status = 101;
-            let ender = self.tunnel(be).await;
+            // Boxed: the tunnel's state is allocated when a connection upgrades, not
+            // carried by every session.
+            let ender = Box::pin(self.tunnel(be)).await;
             self.finish(ender);
             return Err(End::Tunnel);
         }
@@ -1122,7 +1149,6 @@ impl Session {
         retryable: bool,
         fresh: bool,
         pick: &mut Pick,
-        host: Option<&str>,
     ) -> Result<(), End> {
         let Pick {
             tried,
@@ -1138,7 +1164,7 @@ impl Session {
             if s.backend == backend
                 && !fresh
                 && pinned.is_none_or(|p| p == s.server)
-                && s.sni.as_deref() == sni_for(be, s.server, host)
+                && s.sni.as_deref() == sni_for(be, s.server, sni_host(&self.sni_host))
             {
                 if let Some(slot) = state.acquire_server(s.server) {
                     s.slot = Some(slot);
@@ -1187,7 +1213,7 @@ impl Session {
             let connecting = self.add_wait(waiting);
             self.txn.server = Some(index);
             self.txn.phase = b'C';
-            let sni = sni_for(be, index, host);
+            let sni = sni_for(be, index, sni_host(&self.sni_host));
             if let Some(want) = want {
                 if let Some(idle) =
                     shard
@@ -1210,25 +1236,9 @@ impl Session {
             // A new connection: TCP, then TLS when the server has it. A failed handshake
             // counts as a connection failure (HAProxy's `conn-failure` covers it too), but
             // is answered 502 when it is the last word: the server is there and refused.
-            let tcp = crate::l4::connect_to(&shard, &slot.server, be.timeout_connect).await;
-            // Always ready for splice: a pooled connection serves every frontend of the
-            // backend, and some may splice.
-            let tcp = tcp.filter(|t| crate::l4::prepare(t, true).is_ok());
-            // Some(certificate refused): the TLS handshake failed.
-            let mut tls_failed = None;
-            let stream = match tcp {
-                Some(tcp) => {
-                    let _ = tcp.set_write_timeout(Some(be.timeout_server));
-                    let secured =
-                        crate::l4::secure(&shard, &slot.server, tcp, sni, be.timeout_connect).await;
-                    tls_failed = secured
-                        .as_ref()
-                        .err()
-                        .map(|e| e.failure == crate::tls::Failure::Certificate);
-                    secured.ok()
-                }
-                None => None,
-            };
+            // Boxed: a connection attempt's state (TCP connect, TLS handshake) is
+            // allocated when a server connection is made, not carried by every session.
+            let (stream, tls_failed) = Box::pin(connect_new(&shard, &slot.server, be, sni)).await;
             match stream {
                 Some(stream) => {
                     self.txn.tc = Some(micros(connecting, Instant::now()));
@@ -1372,6 +1382,28 @@ impl Session {
     }
 }
 
+/// A new connection to `server` of `be`, ready for requests: TCP, then TLS when the server
+/// has it (for `sni`). `None` when it failed, then with `Some(certificate refused)` when
+/// the TLS handshake was what failed.
+async fn connect_new(
+    shard: &Shard,
+    server: &crate::upstream::ServerState,
+    be: &crate::config::Backend,
+    sni: Option<&str>,
+) -> (Option<Stream>, Option<bool>) {
+    let tcp = crate::l4::connect_to(shard, server, be.timeout_connect).await;
+    // Always ready for splice: a pooled connection serves every frontend of the backend,
+    // and some may splice.
+    let Some(tcp) = tcp.filter(|t| crate::l4::prepare(t, true).is_ok()) else {
+        return (None, None);
+    };
+    let _ = tcp.set_write_timeout(Some(be.timeout_server));
+    match crate::l4::secure(shard, server, tcp, sni, be.timeout_connect).await {
+        Ok(stream) => (Some(stream), None),
+        Err(e) => (None, Some(e.failure == crate::tls::Failure::Certificate)),
+    }
+}
+
 /// Sends `out` whole and clears it. `Err` says how far it got: `nothing_sent` when not
 /// one byte was accepted (then the request can be sent elsewhere, whatever it is).
 async fn send(out: &mut Vec<u8>, stream: &mut Stream) -> Result<(), Failure> {
@@ -1396,5 +1428,29 @@ async fn send(out: &mut Vec<u8>, stream: &mut Stream) -> Result<(), Failure> {
             nothing_sent: false,
         }),
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns (without calling it).
+    fn future_size<A, B, F: std::future::Future>(_f: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// An idle connection's task is the session's future, at the size of its largest
+    /// state: it must stay small (README, "Idle keep-alive connections"). Under 2 KiB,
+    /// glommio also allocates it inline with the task (one allocation per connection,
+    /// `tests/alloc.rs`); above, in a box of its own.
+    #[test]
+    fn session_future_stays_small() {
+        let size = future_size(serve);
+        eprintln!("http session future: {size} bytes");
+        assert!(
+            size < 2048,
+            "the http session's future grew to {size} bytes"
+        );
     }
 }

@@ -19,7 +19,6 @@ pub mod splice;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::time::Instant;
 
 use glommio::net::TcpStream;
@@ -30,11 +29,12 @@ use crate::stats::{micros, Ender, Fe, Sv, Txn};
 use crate::tls::{self, Stream};
 use crate::upstream::balance::hash_ip;
 use crate::upstream::{ActiveSlot, BackendState, NoSlot, ServerState, TriedSet};
-use crate::worker::Shard;
+use crate::worker::{Admitted, Shard};
 use relay::{Forwarding, RelayBytes, RelayEnd, RelayTimeouts, Side};
 
 /// Serves one accepted tcp-mode client to the end.
-pub async fn serve(shard: Rc<Shard>, frontend: usize, client: TcpStream) {
+pub async fn serve(admitted: Admitted, client: TcpStream) {
+    let (shard, frontend) = (&admitted.shard, admitted.frontend);
     let fe = &shard.config.frontends[frontend];
     // A tcp frontend always names a backend (config invariant); only http routes may not.
     let Some(b) = fe.backend else { return };
@@ -51,26 +51,26 @@ pub async fn serve(shard: Rc<Shard>, frontend: usize, client: TcpStream) {
         _ => None,
     };
     if prepare(&client, false).is_err() {
-        record(&shard, frontend, &txn, Ender::Proxy, peer);
+        record(shard, frontend, &txn, Ender::Proxy, peer);
         return;
     }
-    let Some(mut client) = accept_tls(&shard, frontend, client).await else {
+    let Some(mut client) = accept_tls(shard, frontend, client).await else {
         return;
     };
-    let (mut server, slot) = match connect(&shard, backend, be, key, &mut txn).await {
+    let (mut server, slot) = match connect(shard, backend, be, key, &mut txn).await {
         Ok(connected) => connected,
         Err(no) => {
             backend.no_server.set(backend.no_server.get() + 1);
-            record(&shard, frontend, &txn, no.ender().0, peer);
+            record(shard, frontend, &txn, no.ender().0, peer);
             return;
         }
     };
     txn.phase = b'D';
-    let (ender, bytes) = tunnel(&shard, &mut client, &mut server, &slot.server, fe, be).await;
+    let (ender, bytes) = tunnel(shard, &mut client, &mut server, &slot.server, fe, be).await;
     txn.bytes_in = bytes.client_to_server;
     txn.bytes_out = bytes.server_to_client;
     drop(slot);
-    record(&shard, frontend, &txn, ender, peer);
+    record(shard, frontend, &txn, ender, peer);
 }
 
 /// Records a finished tcp session: statistics, and the access log line (with the client's
@@ -235,7 +235,10 @@ pub async fn accept_tls(shard: &Shard, frontend: usize, tcp: TcpStream) -> Optio
     };
     let timeout = shard.config.frontends[frontend].timeout_client_handshake;
     let stats = &shard.stats.frontends[frontend];
-    match tls::accept(tcp, config, timeout).await {
+    // Boxed: the handshake's state (rustls' connection, ~4 KiB) would otherwise size the
+    // future of every session, plain or TLS, for its whole life (the future is as large as
+    // its largest state). One allocation per handshake, freed when it ends.
+    match Box::pin(tls::accept(tcp, config, timeout)).await {
         Ok((stream, resumed)) => {
             stats.add(Fe::TlsHandshakes as usize, 1);
             if resumed {
@@ -281,7 +284,8 @@ pub async fn secure(
         .expect("a server with a client configuration has tls");
     let name = tls::server_name(settings, server.address().ip(), host);
     let stats = shard.stats.server(b, Some(s));
-    match tls::connect(tcp, config, name, timeout).await {
+    // Boxed, as in `accept_tls`: only connections to TLS servers pay for the state.
+    match Box::pin(tls::connect(tcp, config, name, timeout)).await {
         Ok((stream, resumed)) => {
             stats.add(Sv::TlsHandshakes as usize, 1);
             if resumed {

@@ -347,6 +347,18 @@ impl BackendState {
             self.queue.full.set(self.queue.full.get() + 1);
             return Err(NoSlot::QueueFull);
         }
+        // Boxed: the wait's state (a timer among it) is allocated by the requests that
+        // queue, not carried by the future of every session.
+        Box::pin(self.wait_in_queue(tried, key, timeout)).await
+    }
+
+    /// The queued part of [`Self::acquire_waiting`]: in order, up to `timeout`.
+    async fn wait_in_queue(
+        &self,
+        tried: &TriedSet,
+        key: Option<u64>,
+        timeout: Duration,
+    ) -> Result<ActiveSlot, NoSlot> {
         let waiter = Waiting {
             queue: &self.queue,
             id: self.queue.push(),

@@ -416,19 +416,43 @@ fn spawn_session(
     stream: glommio::net::TcpStream,
     slot: limit::Admission,
 ) {
-    let shard = Rc::clone(shard);
-    glommio::spawn_local(async move {
-        let _slot = slot;
+    let admitted = Admitted::new(Rc::clone(shard), frontend, slot);
+    // Each mode's session is the task's future itself: no wrapper holding copies of its
+    // arguments, and a task is as large as its own mode's largest state (glommio
+    // allocates that for the task's whole life), not the other mode's.
+    match shard.config.frontends[frontend].mode {
+        Mode::Tcp => glommio::spawn_local(crate::l4::serve(admitted, stream)).detach(),
+        Mode::Http => glommio::spawn_local(crate::http::serve(admitted, stream)).detach(),
+    };
+}
+
+/// An accepted client connection, counted open (the shard's active sessions, the
+/// frontend's current sessions) and holding its `maxconn` slots for as long as it lives:
+/// the session's task owns it, so the counts follow the task however it ends.
+pub struct Admitted {
+    pub shard: Rc<Shard>,
+    pub frontend: usize,
+    _slot: limit::Admission,
+}
+
+impl Admitted {
+    fn new(shard: Rc<Shard>, frontend: usize, slot: limit::Admission) -> Admitted {
         shard.active.set(shard.active.get() + 1);
         let fe = &shard.stats.frontends[frontend];
         fe.add(Fe::Sessions as usize, 1);
         fe.open(Fe::CurrentSessions as usize);
-        match shard.config.frontends[frontend].mode {
-            Mode::Tcp => crate::l4::serve(Rc::clone(&shard), frontend, stream).await,
-            Mode::Http => crate::http::serve(Rc::clone(&shard), frontend, stream).await,
+        Admitted {
+            shard,
+            frontend,
+            _slot: slot,
         }
-        shard.stats.frontends[frontend].close(Fe::CurrentSessions as usize);
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let shard = &self.shard;
+        shard.stats.frontends[self.frontend].close(Fe::CurrentSessions as usize);
         shard.active.set(shard.active.get() - 1);
-    })
-    .detach();
+    }
 }
