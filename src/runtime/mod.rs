@@ -212,6 +212,22 @@ impl Host {
     }
 }
 
+/// Starts the hosts `placement` has beyond those already in `hosts` (shard `i` on
+/// `placement[i]`); on an error, the ones it started exit again.
+fn add_hosts(hosts: &mut Vec<Host>, placement: &[Option<usize>]) -> Result<(), StartError> {
+    let before = hosts.len();
+    for (id, &cpu) in placement.iter().enumerate().skip(before) {
+        match Host::start(id, cpu) {
+            Ok(h) => hosts.push(h),
+            Err(e) => {
+                hosts.drain(before..).for_each(Host::exit);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A host's main task: runs each shard it is given as a task of its own, until told to
 /// exit (or abandoned) with no task left.
 async fn host(messages: mpsc::Receiver<HostMsg>) {
@@ -393,21 +409,14 @@ impl Running {
             shards,
         };
         let before = self.hosts.len();
-        for (id, &cpu) in placement.iter().enumerate().skip(before) {
-            match Host::start(id, cpu) {
-                Ok(h) => self.hosts.push(h),
-                Err(e) => {
-                    self.hosts.drain(before..).for_each(Host::exit);
-                    return Err(e.into());
-                }
-            }
-        }
+        add_hosts(&mut self.hosts, &placement)?;
         let control = self.control.is_some();
         let (generation, parts) =
             match Generation::start(config, &self.hosts[..shards], per_shard, control) {
                 Ok(g) => g,
                 Err(e) => {
-                    self.hosts.drain(before.max(shards)..).for_each(Host::exit);
+                    // The hosts this reload started end again.
+                    self.hosts.drain(before..).for_each(Host::exit);
                     return Err(e.into());
                 }
             };
@@ -735,15 +744,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let control = admin.is_some() || http.is_some();
     let admin_settings = config.admin.clone();
     let mut hosts = Vec::with_capacity(shards);
-    for (id, &cpu) in placement.iter().enumerate() {
-        match Host::start(id, cpu) {
-            Ok(h) => hosts.push(h),
-            Err(e) => {
-                hosts.into_iter().for_each(Host::exit);
-                return Err(e);
-            }
-        }
-    }
+    add_hosts(&mut hosts, &placement)?;
     let (generation, parts) = match Generation::start(config, &hosts, per_shard, control) {
         Ok(g) => g,
         Err(e) => {

@@ -223,6 +223,7 @@ pub struct ShardListener {
 pub async fn run(shard: Rc<Shard>, listeners: Vec<ShardListener>, stop: Arc<StopFlag>) {
     let mut loops = Vec::with_capacity(listeners.len());
     let mut listening_fds = Vec::with_capacity(listeners.len());
+    // The listeners outlive their accept loops: a stop shuts their sockets down after.
     let mut listeners_kept = Vec::with_capacity(listeners.len());
     for l in listeners {
         let fd = l.listener.into_raw_fd();
@@ -323,10 +324,6 @@ fn is_resource_exhaustion(e: &glommio::GlommioError<()>) -> bool {
     )
 }
 
-/// Accepts on one listener until the shard stops. Waiting is a readiness poll, then
-/// connections are taken with non-blocking `accept4` until none is left: a stop cancels
-/// the poll, which (unlike an io_uring accept) never holds a connection the kernel gave
-/// it, so a retiring generation hands the socket's backlog to the next one whole.
 /// Whether an accept error means the listening socket no longer listens.
 fn listener_gone(e: &glommio::GlommioError<()>) -> bool {
     let glommio::GlommioError::IoError(io) = e else {
@@ -338,6 +335,10 @@ fn listener_gone(e: &glommio::GlommioError<()>) -> bool {
     )
 }
 
+/// Accepts on one listener until the shard stops. Waiting is a readiness poll, then
+/// connections are taken with non-blocking `accept4` until none is left: a stop cancels
+/// the poll, which (unlike an io_uring accept) never holds a connection the kernel gave
+/// it, so a retiring generation hands the socket's backlog to the next one whole.
 async fn accept_loop(shard: Rc<Shard>, frontend: usize, listener: Rc<TcpListener>) {
     let stopping = shard.stopping_signal.register();
     // Accept errors so far: the first and every thousandth are reported.
