@@ -153,7 +153,13 @@ struct Control {
     /// Per frontend: the addresses bound.
     bound: Vec<Vec<SocketAddr>>,
     reloads: mpsc::Sender<ReloadRequest>,
+    /// The last [`ShardMsg::Sync`] sent, and the shards that have not answered it.
+    sync_seq: u64,
+    sync_waiting: Vec<bool>,
 }
+
+/// How long an operator command waits for the shards to confirm they applied it.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Control {
     fn new(swap: Swap, reloads: mpsc::Sender<ReloadRequest>) -> Control {
@@ -207,6 +213,8 @@ impl Control {
             shards,
             bound,
             reloads,
+            sync_seq: 0,
+            sync_waiting: Vec::new(),
         }
     }
 
@@ -320,24 +328,66 @@ impl Control {
 
     fn drain_inbox(&mut self) {
         while let Ok(msg) = self.link.inbox.try_recv() {
-            match msg {
-                ControlMsg::Status {
-                    backend,
-                    server,
-                    status,
-                } => {
-                    let old = self.table[backend][server];
-                    if old.up != status.up {
-                        self.transitions[backend][server] += 1;
-                    }
-                    self.table[backend][server] = status;
+            self.apply(msg);
+        }
+    }
+
+    fn apply(&mut self, msg: ControlMsg) {
+        match msg {
+            ControlMsg::Status {
+                backend,
+                server,
+                status,
+            } => {
+                let old = self.table[backend][server];
+                if old.up != status.up {
+                    self.transitions[backend][server] += 1;
                 }
-                ControlMsg::Address {
-                    backend,
-                    server,
-                    addr,
-                } => self.addressed[backend][server] = addr.is_some(),
+                self.table[backend][server] = status;
             }
+            ControlMsg::Address {
+                backend,
+                server,
+                addr,
+            } => self.addressed[backend][server] = addr.is_some(),
+            ControlMsg::Synced { shard, seq } => {
+                if seq == self.sync_seq {
+                    if let Some(w) = self.sync_waiting.get_mut(shard) {
+                        *w = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the `shards` named have applied every message sent to them so far
+    /// (each answers a `Sync` on its control tick), at most [`SYNC_TIMEOUT`]; false when
+    /// one did not answer in time (it has exited, or is stuck). Other messages arriving
+    /// meanwhile are applied.
+    fn sync(&mut self, shards: impl IntoIterator<Item = usize>) -> bool {
+        self.sync_seq += 1;
+        let seq = self.sync_seq;
+        self.sync_waiting = vec![false; self.link.shards.len()];
+        for shard in shards {
+            if self.link.shards[shard].send(ShardMsg::Sync { seq }).is_ok() {
+                self.sync_waiting[shard] = true;
+            }
+        }
+        let deadline = Instant::now() + SYNC_TIMEOUT;
+        while self.sync_waiting.contains(&true) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.link.inbox.recv_timeout(left) {
+                Ok(msg) => self.apply(msg),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// [`Control::sync`] on every shard, with a line in `out` when one did not answer.
+    fn sync_all(&mut self, out: &mut String) {
+        if !self.sync(0..self.link.shards.len()) {
+            out.push_str("Sent; not every shard confirmed it in time.\n");
         }
     }
 
@@ -390,6 +440,7 @@ impl Control {
                             server: s,
                         });
                     }
+                    self.sync_all(out);
                 }
             }
         }
@@ -476,6 +527,7 @@ impl Control {
             });
         }
         self.weights[b][s] = weight;
+        self.sync_all(out);
     }
 
     fn set_admin(&mut self, target: &str, admin: Admin, out: &mut String) {
@@ -488,8 +540,15 @@ impl Control {
             server: s,
             admin,
         });
-        // Shown at once; the owner's own message confirms it a tick later.
+        // Shown at once; the owner's own message confirms it.
         self.table[b][s].admin = admin;
+        // The owner applies it and tells every shard the new status before it answers
+        // its sync; the second sync then finds those messages ahead of it in each inbox.
+        if !self.sync([owner]) {
+            out.push_str("Sent; the server's shard did not confirm it in time.\n");
+            return;
+        }
+        self.sync_all(out);
     }
 }
 

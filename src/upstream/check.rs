@@ -270,6 +270,10 @@ pub fn on_message(shard: &Shard, msg: ShardMsg) {
             server,
             weight,
         } => shard.backends[backend].set_weight(server, weight),
+        ShardMsg::Sync { seq } => shard.mesh.to_control(ControlMsg::Synced {
+            shard: shard.id,
+            seq,
+        }),
     }
 }
 

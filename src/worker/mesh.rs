@@ -12,6 +12,8 @@
 //! sends operator commands to the owner (admin state) or to every shard (shut sessions
 //! down); a shard whose live traffic hit a server's `error_limit` tells the owner; the
 //! discovery thread sends a slot's new address to every shard and the control thread.
+//! An operator command answers only once its shards have applied it: the control thread
+//! follows it with a `Sync` and waits for each shard's `Synced`.
 
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -50,6 +52,10 @@ pub enum ShardMsg {
         server: usize,
         addr: Option<SocketAddr>,
     },
+    /// From the control thread: answer [`ControlMsg::Synced`] with `seq`. An inbox is
+    /// read in order, so the answer says that every message sent to this shard before
+    /// it has been applied.
+    Sync { seq: u64 },
 }
 
 /// A message to the control thread.
@@ -67,6 +73,8 @@ pub enum ControlMsg {
         server: usize,
         addr: Option<SocketAddr>,
     },
+    /// A shard's answer to [`ShardMsg::Sync`].
+    Synced { shard: usize, seq: u64 },
 }
 
 /// One shard's ends of the mesh.
