@@ -355,7 +355,9 @@ pub async fn drain(mut stream: TcpStream, time: Duration, bytes: usize) -> bool 
 }
 
 /// FIN, then release: for plain connections with nothing left to read (a TLS one needs
-/// [`shut`]).
+/// [`shut`]). `close` alone would also send the FIN, but the explicit `shutdown` is
+/// cheaper in all: without it, `ab -c64` without keep-alive cost 25.5–27.5 µs of proxy
+/// CPU per request instead of 22.0–24.6 (six runs of each, interleaved).
 pub fn close_clean(stream: Stream) {
     debug_assert!(!stream.is_tls(), "a TLS stream is closed by shut");
     let _ = crate::l4::splice::shutdown_write(stream.tcp().as_raw_fd());

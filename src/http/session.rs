@@ -252,9 +252,6 @@ pub fn serve(admitted: Admitted, stream: TcpStream) -> impl std::future::Future<
     async move {
         let (shard, frontend) = (&admitted.shard, admitted.frontend);
         let fe = &shard.config.frontends[frontend];
-        if crate::l4::prepare(&stream, false).is_err() {
-            return;
-        }
         let _ = stream.set_write_timeout(Some(fe.timeout_client));
         // The client's address, asked of the kernel once, and only when X-Forwarded-For or
         // the access log needs it (`balance = "source"` asks later, if still unknown).
@@ -1394,7 +1391,7 @@ async fn connect_new(
     let tcp = crate::l4::connect_to(shard, server, be.timeout_connect).await;
     // Always ready for splice: a pooled connection serves every frontend of the backend,
     // and some may splice.
-    let Some(tcp) = tcp.filter(|t| crate::l4::prepare(t, true).is_ok()) else {
+    let Some(tcp) = tcp.filter(|t| crate::l4::prepare(t).is_ok()) else {
         return (None, None);
     };
     let _ = tcp.set_write_timeout(Some(be.timeout_server));

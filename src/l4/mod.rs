@@ -50,10 +50,6 @@ pub async fn serve(admitted: Admitted, client: TcpStream) {
         Some(KeyKind::Source) => peer.map(|a| hash_ip(a.ip())),
         _ => None,
     };
-    if prepare(&client, false).is_err() {
-        record(shard, frontend, &txn, Ender::Proxy, peer);
-        return;
-    }
     let Some(mut client) = accept_tls(shard, frontend, client).await else {
         return;
     };
@@ -159,7 +155,7 @@ async fn connect(
         txn.phase = b'C';
         let connected = match connect_to(shard, &slot.server, be.timeout_connect).await {
             // Server sockets are always ready for splice (see `prepare`).
-            Some(tcp) if prepare(&tcp, true).is_ok() => {
+            Some(tcp) if prepare(&tcp).is_ok() => {
                 secure(shard, &slot.server, tcp, None, be.timeout_connect)
                     .await
                     .ok()
@@ -214,16 +210,14 @@ pub async fn connect_to(
     }
 }
 
-/// Socket options of a proxied connection (either side): no Nagle delay (what the proxy
-/// has is forwarded at once), and, when `nonblock`, a non-blocking descriptor (what
-/// `splice` needs). Accepted clients are non-blocking already (`accept4` in vendored
-/// glommio), so only server sockets ask for it.
-pub fn prepare(stream: &TcpStream, nonblock: bool) -> io::Result<()> {
+/// Socket options of a server connection: no Nagle delay (what the proxy has is
+/// forwarded at once) and a non-blocking descriptor (what `splice` needs). Accepted
+/// clients need neither call: they inherit `TCP_NODELAY` from the listener
+/// (`runtime::sockets::bind_reuseport`) and are accepted non-blocking (`accept4` in
+/// vendored glommio).
+pub fn prepare(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    if nonblock {
-        splice::set_nonblocking(stream.as_raw_fd())?;
-    }
-    Ok(())
+    splice::set_nonblocking(stream.as_raw_fd())
 }
 
 /// The TLS handshake of a client of a TLS frontend, within `timeout_client_handshake`,

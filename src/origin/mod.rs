@@ -164,7 +164,7 @@ enum Persist {
 }
 
 async fn serve(mut stream: TcpStream, r: &Responses) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+    // TCP_NODELAY comes from the listener (`bind_reuseport`).
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut filled = 0usize;
     let mut out: Vec<u8> = Vec::with_capacity(4096);

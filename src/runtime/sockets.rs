@@ -14,8 +14,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Listen backlog per shard socket (the kernel caps it at `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Binds `shards` listening sockets on `addr` with `SO_REUSEPORT`. With port 0 they all
-/// share the port the first one was given.
+/// Binds `shards` listening sockets on `addr` with `SO_REUSEPORT` and `TCP_NODELAY`
+/// (inherited by every accepted connection). With port 0 they all share the port the
+/// first one was given.
 pub fn bind_reuseport(addr: SocketAddr, shards: usize) -> io::Result<Vec<TcpListener>> {
     let mut out = Vec::with_capacity(shards);
     let mut addr = addr;
@@ -27,6 +28,8 @@ pub fn bind_reuseport(addr: SocketAddr, shards: usize) -> io::Result<Vec<TcpList
         )?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
+        // Accepted sockets inherit it (Linux): no `setsockopt` per connection.
+        socket.set_nodelay(true)?;
         socket.bind(&addr.into())?;
         socket.listen(LISTEN_BACKLOG)?;
         let listener: TcpListener = socket.into();
@@ -76,4 +79,33 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     Ok((0..max)
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The proxy sets no option on an accepted client: it relies on this inheritance.
+    #[test]
+    fn accepted_connections_inherit_nodelay() {
+        let listeners = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        assert_eq!(listeners[1].local_addr().unwrap(), addr);
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        // SO_REUSEPORT hands the connection to either socket.
+        for l in &listeners {
+            l.set_nonblocking(true).unwrap();
+        }
+        let accepted = (0..200)
+            .find_map(|_| {
+                let found = listeners.iter().find_map(|l| l.accept().ok());
+                if found.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                found
+            })
+            .expect("the connection is accepted")
+            .0;
+        assert!(accepted.nodelay().unwrap());
+    }
 }
