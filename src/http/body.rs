@@ -282,8 +282,8 @@ pub async fn flush(out: &mut Vec<u8>, dst: &mut Stream) -> Result<(), BodyError>
 }
 
 /// Moves exactly `left` bytes from `src`'s socket to `dst` through a pipe (`src`'s buffer
-/// must be empty). When the source has nothing, a one-byte `peek` waits for it (the bytes
-/// stay in the socket for the next splice); when the destination is full, one byte goes
+/// must be empty). When the source has nothing, a readiness poll waits for it (the bytes
+/// stay in the socket for the next splice, and the end of stream is seen there); when the destination is full, one byte goes
 /// through glommio's write, which waits for room. Both streams are plain.
 pub async fn splice_exact(
     src: &mut Conn,
@@ -324,13 +324,12 @@ pub async fn splice_exact(
                 left -= n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Wait until the source has bytes without taking them: they go through the
-                // pipe on the next turn.
-                // glommio's peek ignores the read timeout: the wait is bounded here.
-                let mut probe = [0u8; 1];
+                // Wait until the source has bytes (or its end, or an error) without
+                // taking them: they go through the pipe on the next turn. glommio's
+                // readiness poll ignores the read timeout: the wait is bounded here.
                 let bound = src.stream.read_timeout();
-                let peeked = futures_lite::future::or(
-                    async { Some(src.stream.tcp().peek(&mut probe).await) },
+                let ready = futures_lite::future::or(
+                    async { Some(src.stream.tcp().readable().await) },
                     async {
                         match bound {
                             Some(t) => glommio::timer::sleep(t).await,
@@ -340,12 +339,9 @@ pub async fn splice_exact(
                     },
                 )
                 .await;
-                match peeked {
+                match ready {
                     None => return Err(BodyError::Source(io::ErrorKind::TimedOut.into())),
-                    Some(Ok(0)) => {
-                        return Err(BodyError::Source(io::ErrorKind::UnexpectedEof.into()))
-                    }
-                    Some(Ok(_)) => {}
+                    Some(Ok(())) => {}
                     Some(Err(e)) => return Err(BodyError::Source(e.into())),
                 }
             }
