@@ -1009,6 +1009,58 @@ fn silent_server_is_504_after_timeout_server() {
     proxy.shutdown();
 }
 
+/// A spliced body (above `SPLICE_MIN`) that the server sends in pieces with pauses
+/// longer than the proxy's early-ACK wait arrives whole; one that stops halfway ends at
+/// `timeout_server` with the client's connection closed after the prefix.
+#[test]
+fn a_spliced_body_survives_pauses_and_ends_at_timeout_server_when_the_server_stops() {
+    const LEN: usize = 400_000;
+    const PIECES: usize = 8;
+    let body: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let served = body.clone();
+    let origin = recording_server(move |c| {
+        while let Ok(Some(req)) = read_request(c) {
+            let stall = req.start_line().contains("/stall");
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
+            if c.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for (i, piece) in served.chunks(LEN / PIECES).enumerate() {
+                if stall && i == PIECES / 2 {
+                    // Nothing more, connection open, until the proxy gives up.
+                    while matches!(c.fill(), Ok(n) if n > 0) {}
+                    return;
+                }
+                if c.write_all(piece).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        }
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "timeout_server = \"400ms\"");
+    let mut c = Client::new(addr);
+    for round in 0..2 {
+        let r = c.exchange(get("/slow"));
+        assert_eq!(r.status(), 200);
+        assert!(r.payload == body, "round {round}: the body differs");
+    }
+    let mut c = Client::new(addr);
+    c.send(get("/stall"));
+    let start = Instant::now();
+    let head = read_head(&mut c).unwrap().expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let half = LEN / 2;
+    assert!(c.bytes(half) == body[..half], "the prefix differs");
+    c.assert_eof();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    proxy.shutdown();
+}
+
 #[test]
 fn server_close_does_not_close_the_client() {
     let origin = http_origin(|req, i| {

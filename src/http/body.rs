@@ -23,6 +23,17 @@ use super::head::Body;
 use super::rewrite;
 use crate::l4::splice::RelayBuffers;
 use crate::tls::Stream;
+use std::time::Duration;
+
+/// How long a spliced body waits for the server before it acknowledges what it has read
+/// at once. A server that corks its output (nginx's `tcp_nopush` with `sendfile`) can
+/// wait on the proxy's ACK, which the kernel delays on a request/response connection:
+/// behind such an origin, 1 MiB responses (`wrk -c8`, one shard) had a p99.9 of
+/// 84–94 ms (the access log put the time in the body, not in the head). Acknowledging on
+/// every wait took it to 14 ms but cost a tenth of the throughput; acknowledging only the
+/// waits longer than 2 ms gave 32–37 ms, longer than 500 µs 22–28 ms at the same
+/// throughput (three runs each).
+const ACK_NUDGE_AFTER: Duration = Duration::from_micros(500);
 
 /// Bodies of known length with more than this left after the buffered bytes are spliced
 /// (below it, a pipe costs more syscalls than the copy it saves).
@@ -327,22 +338,37 @@ pub async fn splice_exact(
                 // Wait until the source has bytes (or its end, or an error) without
                 // taking them: they go through the pipe on the next turn. glommio's
                 // readiness poll ignores the read timeout: the wait is bounded here.
+                // A wait longer than ACK_NUDGE_AFTER sends the server our ACK at once.
                 let bound = src.stream.read_timeout();
-                let ready = futures_lite::future::or(
-                    async { Some(src.stream.tcp().readable().await) },
-                    async {
-                        match bound {
-                            Some(t) => glommio::timer::sleep(t).await,
-                            None => futures_lite::future::pending::<()>().await,
+                let mut waited = Duration::ZERO;
+                let mut nudged = false;
+                loop {
+                    let step = if nudged {
+                        bound.map(|t| t.saturating_sub(waited))
+                    } else {
+                        Some(bound.map_or(ACK_NUDGE_AFTER, |t| t.min(ACK_NUDGE_AFTER)))
+                    };
+                    let ready = futures_lite::future::or(
+                        async { Some(src.stream.tcp().readable().await) },
+                        async {
+                            match step {
+                                Some(t) => glommio::timer::sleep(t).await,
+                                None => futures_lite::future::pending::<()>().await,
+                            }
+                            None
+                        },
+                    )
+                    .await;
+                    match ready {
+                        Some(Ok(())) => break,
+                        Some(Err(e)) => return Err(BodyError::Source(e.into())),
+                        None if !nudged && bound.is_none_or(|t| t > ACK_NUDGE_AFTER) => {
+                            waited = ACK_NUDGE_AFTER;
+                            nudged = true;
+                            let _ = crate::l4::splice::ack_now(src_fd);
                         }
-                        None
-                    },
-                )
-                .await;
-                match ready {
-                    None => return Err(BodyError::Source(io::ErrorKind::TimedOut.into())),
-                    Some(Ok(())) => {}
-                    Some(Err(e)) => return Err(BodyError::Source(e.into())),
+                        None => return Err(BodyError::Source(io::ErrorKind::TimedOut.into())),
+                    }
                 }
             }
             Err(e) => return Err(BodyError::Source(e)),

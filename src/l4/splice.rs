@@ -211,6 +211,27 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
+/// Asks the kernel to acknowledge what `fd` received at once rather than on its
+/// delayed-ACK timer (`TCP_QUICKACK`; the kernel may go back to delaying later).
+pub fn ack_now(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads one int we own for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Sets `O_NONBLOCK` on a socket (glommio's sockets are blocking; `splice` needs this).
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
