@@ -1061,6 +1061,42 @@ fn a_spliced_body_survives_pauses_and_ends_at_timeout_server_when_the_server_sto
     proxy.shutdown();
 }
 
+/// Urgent (out-of-band) data inside a spliced body stops `splice` at its mark while the
+/// socket keeps polling readable: the body ends (a prefix, then a close) instead of the
+/// shard spinning until `timeout_server`, which is long here.
+#[test]
+fn urgent_data_in_a_spliced_body_ends_it_without_spinning() {
+    use std::os::fd::AsRawFd;
+    const LEN: usize = 400_000;
+    let origin = recording_server(|c| {
+        let Ok(Some(_)) = read_request(c) else { return };
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
+        if c.write_all(head.as_bytes()).is_err() || c.write_all(&[7u8; 100_000]).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: send(2) of one byte we own on a socket this thread holds.
+        unsafe { libc::send(c.stream.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+        // Then nothing more, connection open, until the proxy closes it.
+        while matches!(c.fill(), Ok(n) if n > 0) {}
+    });
+    let (proxy, addr) = http_proxy(&[origin.addr], "", "timeout_server = \"30s\"");
+    let mut c = Client::new(addr);
+    c.send(get("/"));
+    let start = Instant::now();
+    let head = read_head(&mut c).unwrap().expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let got = c.bytes(100_000);
+    assert!(got.iter().all(|&b| b == 7));
+    c.assert_eof();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    proxy.shutdown();
+}
+
 #[test]
 fn server_close_does_not_close_the_client() {
     let origin = http_origin(|req, i| {

@@ -469,3 +469,104 @@ fn a_stop_under_load_ends_only_between_requests() {
         "responses cut short by the stop"
     );
 }
+
+/// `ringproxy admin --socket PATH WORDS...`: its answer (it must succeed).
+fn admin_cmd(admin: &Path, words: &str) -> String {
+    let mut args = vec!["admin", "--socket", admin.to_str().unwrap()];
+    args.extend(words.split(' '));
+    let r = run(&args);
+    assert!(r.status.success(), "{words}: {} {}", r.stdout, r.stderr);
+    r.stdout
+}
+
+/// Two shards, one frontend "web" on `bind`, its backend "web-be" with servers "a"
+/// (weight `wa`) and "b" on the two origins.
+fn two_servers(admin: &Path, bind: SocketAddr, a: SocketAddr, b: SocketAddr, wa: u32) -> String {
+    format!(
+        "[global]\nshards = 2\npin = false\ngrace = \"2s\"\n\n[admin]\nsocket = \"{}\"\n\
+         \n[[frontend]]\nname = \"web\"\nbind = [\"{bind}\"]\nmode = \"http\"\nbackend = \"web-be\"\n\
+         \n[[backend]]\nname = \"web-be\"\nmode = \"http\"\n\
+         \n[[backend.server]]\nname = \"a\"\naddress = \"{a}\"\nweight = {wa}\n\
+         \n[[backend.server]]\nname = \"b\"\naddress = \"{b}\"\n",
+        admin.display()
+    )
+}
+
+/// Bodies of `n` requests, each on a new connection (so both shards answer).
+fn bodies(addr: SocketAddr, n: usize) -> Vec<String> {
+    (0..n).map(|_| fresh_body(addr)).collect()
+}
+
+#[test]
+fn runtime_states_and_weights_survive_a_reload_unless_the_file_changed_them() {
+    let (a, b) = (tagged("a"), tagged("b"));
+    let admin = admin_socket("carry");
+    let bind = local(free_port());
+    let cfg = TempConfig::new("carry", &two_servers(&admin, bind, a.addr, b.addr, 4));
+    let mut p = start(&cfg, bind);
+    assert!(
+        bodies(bind, 8).iter().any(|t| t == "b"),
+        "b serves at first"
+    );
+
+    // The operator takes b out and halves a's weight; a reload of the same file keeps both.
+    assert_eq!(admin_cmd(&admin, "set server web-be/b state maint"), "");
+    assert_eq!(admin_cmd(&admin, "set weight web-be/a 50%"), "");
+    assert!(bodies(bind, 8).iter().all(|t| t == "a"));
+    let r = reload_cmd(&admin);
+    assert!(r.status.success(), "{} {}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("runtime weight or state kept for 2 server(s)"),
+        "{}",
+        r.stdout
+    );
+    let state = admin_cmd(&admin, "show servers state web-be");
+    assert!(state.contains("web-be/b MAINT"), "{state}");
+    assert!(bodies(bind, 16).iter().all(|t| t == "a"), "b stayed out");
+    let csv = admin_cmd(&admin, "show stat");
+    let header: Vec<&str> = csv
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let weight = header.iter().position(|h| *h == "weight").unwrap();
+    let row_a: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("web-be,a,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(row_a[weight], "2", "a's weight: 50% of 4: {csv}");
+
+    // A second reload of the same file still keeps them (the record carries on).
+    let r = reload_cmd(&admin);
+    assert!(r.stdout.contains("kept for 2 server(s)"), "{}", r.stdout);
+    assert!(
+        bodies(bind, 16).iter().all(|t| t == "a"),
+        "b stayed out after reload 2"
+    );
+
+    // The file now changes a's weight: the file wins for a (its runtime weight is
+    // dropped); b's entry did not change, so it stays in MAINT until the operator says.
+    std::fs::write(&cfg.path, two_servers(&admin, bind, a.addr, b.addr, 6)).unwrap();
+    let r = reload_cmd(&admin);
+    assert!(r.stdout.contains("kept for 1 server(s)"), "{}", r.stdout);
+    let csv = admin_cmd(&admin, "show stat");
+    let row_a: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with("web-be,a,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(row_a[weight], "6", "{csv}");
+    assert!(bodies(bind, 16).iter().all(|t| t == "a"), "b still out");
+    assert_eq!(admin_cmd(&admin, "enable server web-be/b"), "");
+    assert!(bodies(bind, 16).iter().any(|t| t == "b"), "b serves again");
+
+    // SAFETY: kill(2) with the pid of a child we own and have not reaped.
+    unsafe { libc::kill(p.pid(), libc::SIGTERM) };
+    p.wait_for_exit(Duration::from_secs(10));
+}

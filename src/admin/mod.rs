@@ -9,10 +9,13 @@
 //! rings ([`crate::stats::aggregate`]). It never touches a shard's state directly.
 //! The thread lives as long as the process: at a reload it is handed the new generation
 //! of shards ([`Swap`]) and starts over from its configuration (statistics and the
-//! server table begin again, as after a HAProxy reload).
+//! server table begin again, as after a HAProxy reload; the operator's weights and
+//! states carry over by name, [`carry`]).
 //! Blocking I/O on its own thread: a slow admin client delays only other admin clients,
-//! never a shard. Every wait is bounded (`CLIENT_TIMEOUT`), and the thread looks at the
-//! stop flag and the rings at least every `POLL_INTERVAL`.
+//! never a shard. Every wait is bounded: a client's line by `CLIENT_TIMEOUT`, a command
+//! that changes the shards by `SYNC_TIMEOUT` for their confirmation (twice for a server
+//! state: its owner, then every shard), a `reload` by `RELOAD_TIMEOUT`; between
+//! commands the thread looks at the stop flag and the rings every `POLL_INTERVAL`.
 //!
 //! Commands:
 //! - `show info`, `show stat` (HAProxy's CSV), `show table` (what `ringproxy stats`
@@ -27,15 +30,17 @@
 //!
 //! The command language is parsed apart from its execution ([`command`], sans-IO).
 
+pub mod carry;
 pub mod command;
 pub mod http;
 
+use carry::Carried;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -112,21 +117,23 @@ pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts the control thread serving `listeners` and aggregating the shards' snapshots
 /// of `first`, then of each generation `swaps` brings, until `stop` is requested; the
-/// socket file is removed when it ends. `reload` commands go to `reloads`.
+/// socket file is removed when it ends. `reload` commands go to `reloads`; weights and
+/// administrative states the operator sets are recorded in `carried` for the next reload.
 pub fn start(
     listeners: Listeners,
     first: Swap,
     swaps: mpsc::Receiver<Swap>,
     reloads: mpsc::Sender<ReloadRequest>,
+    carried: Arc<Mutex<Carried>>,
     stop: Arc<StopFlag>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ringproxy-control".into())
         .spawn(move || {
-            let mut control = Control::new(first, reloads);
+            let mut control = Control::new(first, reloads, carried);
             while let Some(next) = control.serve(&listeners, &stop, &swaps) {
                 let started = control.started;
-                control = Control::new(next, control.reloads);
+                control = Control::new(next, control.reloads, control.carried);
                 control.started = started;
             }
             if let Some((_, path)) = &listeners.socket {
@@ -153,16 +160,30 @@ struct Control {
     /// Per frontend: the addresses bound.
     bound: Vec<Vec<SocketAddr>>,
     reloads: mpsc::Sender<ReloadRequest>,
+    /// The operator's weights and states, for a reload to carry over (shared with the
+    /// thread that reloads; control plane only).
+    carried: Arc<Mutex<Carried>>,
     /// The last [`ShardMsg::Sync`] sent, and the shards that have not answered it.
     sync_seq: u64,
     sync_waiting: Vec<bool>,
 }
 
+/// Locks the record of runtime changes (a panic while it was held left plain data).
+pub fn lock(carried: &Mutex<Carried>) -> std::sync::MutexGuard<'_, Carried> {
+    carried.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How long an operator command waits for the shards to confirm they applied it.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Shards read their inbox every 50 ms; twice this (a server state) stays under the CLI's
+/// 5 s answer timeout with room for a second such command in the line.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Control {
-    fn new(swap: Swap, reloads: mpsc::Sender<ReloadRequest>) -> Control {
+    fn new(
+        swap: Swap,
+        reloads: mpsc::Sender<ReloadRequest>,
+        carried: Arc<Mutex<Carried>>,
+    ) -> Control {
         let Swap {
             config,
             link,
@@ -187,7 +208,12 @@ impl Control {
         let weights = config
             .backends
             .iter()
-            .map(|b| b.servers.iter().map(|s| s.weight).collect())
+            .map(|b| {
+                b.servers
+                    .iter()
+                    .map(|s| s.start_weight.unwrap_or(s.weight))
+                    .collect()
+            })
             .collect();
         let transitions = config
             .backends
@@ -213,6 +239,7 @@ impl Control {
             shards,
             bound,
             reloads,
+            carried,
             sync_seq: 0,
             sync_waiting: Vec::new(),
         }
@@ -362,8 +389,9 @@ impl Control {
 
     /// Waits until the `shards` named have applied every message sent to them so far
     /// (each answers a `Sync` on its control tick), at most [`SYNC_TIMEOUT`]; false when
-    /// one did not answer in time (it has exited, or is stuck). Other messages arriving
-    /// meanwhile are applied.
+    /// one did not answer in time (a shard of a generation that is stopping no longer
+    /// reads its inbox; one that has exited dropped it and is not waited for). Other
+    /// messages arriving meanwhile are applied.
     fn sync(&mut self, shards: impl IntoIterator<Item = usize>) -> bool {
         self.sync_seq += 1;
         let seq = self.sync_seq;
@@ -412,11 +440,23 @@ impl Control {
         self.drain_inbox();
         let text = String::from_utf8_lossy(command::line(&line));
         let mut out = String::new();
-        for one in command::split(&text) {
+        let mut commands = command::split(&text);
+        for one in commands.by_ref() {
             match command::parse(one) {
+                // The shards the next commands would reach are the old generation's
+                // until `serve` takes the new one: the rest of the line is not run.
+                Ok(Command::Reload) => {
+                    self.run(Command::Reload, &mut out);
+                    break;
+                }
                 Ok(parsed) => self.run(parsed, &mut out),
                 Err(e) => out.push_str(&e.to_string()),
             }
+        }
+        if commands.next().is_some() {
+            out.push_str(
+                "Commands after 'reload' in the same line were not run: send them again.\n",
+            );
         }
         (&stream).write_all(out.as_bytes())
     }
@@ -527,6 +567,8 @@ impl Control {
             });
         }
         self.weights[b][s] = weight;
+        let backend = &self.config.backends[b];
+        lock(&self.carried).set_weight(&backend.name, &backend.servers[s], weight);
         self.sync_all(out);
     }
 
@@ -542,6 +584,8 @@ impl Control {
         });
         // Shown at once; the owner's own message confirms it.
         self.table[b][s].admin = admin;
+        let backend = &self.config.backends[b];
+        lock(&self.carried).set_admin(&backend.name, &backend.servers[s], admin);
         // The owner applies it and tells every shard the new status before it answers
         // its sync; the second sync then finds those messages ahead of it in each inbox.
         if !self.sync([owner]) {

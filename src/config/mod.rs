@@ -506,6 +506,11 @@ pub struct Server {
     pub backup: bool,
     /// Starts in MAINT.
     pub disabled: bool,
+    /// Never from the file: the weight and administrative state the operator had set
+    /// through the runtime API, carried over by a reload (`admin::carry`). `None`: the
+    /// file's (`weight`, `disabled`).
+    pub start_weight: Option<u32>,
+    pub start_admin: Option<crate::upstream::health::Admin>,
     /// Its persistence cookie value (`[backend.cookie]`).
     pub cookie: String,
     /// DNS discovery: the name this server's address follows.
@@ -1863,6 +1868,8 @@ impl Ctx<'_> {
             maxconn,
             backup: s.backup.unwrap_or(false),
             disabled: s.disabled.unwrap_or(false),
+            start_weight: None,
+            start_admin: None,
             cookie: String::new(),
             discovery: None,
             has_address: true,

@@ -23,7 +23,7 @@ use super::head::Body;
 use super::rewrite;
 use crate::l4::splice::RelayBuffers;
 use crate::tls::Stream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a spliced body waits for the server before it acknowledges what it has read
 /// at once. A server that corks its output (nginx's `tcp_nopush` with `sendfile`) can
@@ -34,6 +34,10 @@ use std::time::Duration;
 /// waits longer than 2 ms gave 32–37 ms, longer than 500 µs 22–28 ms at the same
 /// throughput (three runs each).
 const ACK_NUDGE_AFTER: Duration = Duration::from_micros(500);
+
+/// Readiness reports in a row after which a source that has nothing to splice is given
+/// up (see `splice_exact`).
+const EMPTY_WAKES_MAX: u32 = 3;
 
 /// Bodies of known length with more than this left after the buffered bytes are spliced
 /// (below it, a pipe costs more syscalls than the copy it saves).
@@ -310,6 +314,12 @@ pub async fn splice_exact(
         )));
     };
     let mut in_pipe = 0usize;
+    // A stretch without a byte from the source: when it began, whether the server was
+    // sent our ACK in it, and how many readiness reports in a row found nothing.
+    let mut stalled: Option<Instant> = None;
+    let mut nudged = false;
+    let mut empty_wakes = 0u32;
+    let bound = src.stream.read_timeout();
     loop {
         while in_pipe > 0 {
             match pipe.drain_into(dst_fd, in_pipe) {
@@ -333,41 +343,52 @@ pub async fn splice_exact(
             Ok(n) => {
                 in_pipe = n;
                 left -= n as u64;
+                (stalled, nudged, empty_wakes) = (None, false, 0);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Readable, yet nothing to splice: urgent (out-of-band) data stops
+                // `splice` at its mark while the poll keeps reporting it. Not HTTP; end
+                // the body rather than spin.
+                if empty_wakes >= EMPTY_WAKES_MAX {
+                    return Err(BodyError::Source(io::Error::other(
+                        "the server's socket stays readable with nothing to splice (urgent data?)",
+                    )));
+                }
                 // Wait until the source has bytes (or its end, or an error) without
                 // taking them: they go through the pipe on the next turn. glommio's
-                // readiness poll ignores the read timeout: the wait is bounded here.
-                // A wait longer than ACK_NUDGE_AFTER sends the server our ACK at once.
-                let bound = src.stream.read_timeout();
-                let mut waited = Duration::ZERO;
-                let mut nudged = false;
-                loop {
-                    let step = if nudged {
-                        bound.map(|t| t.saturating_sub(waited))
-                    } else {
-                        Some(bound.map_or(ACK_NUDGE_AFTER, |t| t.min(ACK_NUDGE_AFTER)))
-                    };
-                    let ready = futures_lite::future::or(
-                        async { Some(src.stream.tcp().readable().await) },
-                        async {
-                            match step {
-                                Some(t) => glommio::timer::sleep(t).await,
-                                None => futures_lite::future::pending::<()>().await,
-                            }
-                            None
-                        },
-                    )
-                    .await;
-                    match ready {
-                        Some(Ok(())) => break,
-                        Some(Err(e)) => return Err(BodyError::Source(e.into())),
-                        None if !nudged && bound.is_none_or(|t| t > ACK_NUDGE_AFTER) => {
-                            waited = ACK_NUDGE_AFTER;
+                // readiness poll ignores the read timeout: the wait is bounded here, over
+                // the whole stretch without progress. The first ACK_NUDGE_AFTER of it
+                // ends by sending the server our ACK at once.
+                let since = *stalled.get_or_insert_with(Instant::now);
+                let left_of_bound = bound.map(|t| t.saturating_sub(since.elapsed()));
+                if left_of_bound == Some(Duration::ZERO) {
+                    return Err(BodyError::Source(io::ErrorKind::TimedOut.into()));
+                }
+                let nudge_at = (!nudged).then(|| ACK_NUDGE_AFTER.saturating_sub(since.elapsed()));
+                let step = match (nudge_at, left_of_bound) {
+                    (Some(n), Some(b)) => Some(n.min(b)),
+                    (n, b) => n.or(b),
+                };
+                let ready = futures_lite::future::or(
+                    async { Some(src.stream.tcp().readable().await) },
+                    async {
+                        match step {
+                            Some(t) => glommio::timer::sleep(t).await,
+                            None => futures_lite::future::pending::<()>().await,
+                        }
+                        None
+                    },
+                )
+                .await;
+                match ready {
+                    Some(Ok(())) => empty_wakes += 1,
+                    Some(Err(e)) => return Err(BodyError::Source(e.into())),
+                    // The nudge's time, or the bound's (checked on the next turn).
+                    None => {
+                        if !nudged && since.elapsed() >= ACK_NUDGE_AFTER {
                             nudged = true;
                             let _ = crate::l4::splice::ack_now(src_fd);
                         }
-                        None => return Err(BodyError::Source(io::ErrorKind::TimedOut.into())),
                     }
                 }
             }

@@ -292,6 +292,8 @@ struct ControlSide {
     reloads: mpsc::Receiver<crate::admin::ReloadRequest>,
     thread: JoinHandle<()>,
     stop: Arc<StopFlag>,
+    /// The operator's runtime weights and states, which a reload carries over.
+    carried: Arc<std::sync::Mutex<crate::admin::carry::Carried>>,
 }
 
 /// A started proxy.
@@ -325,6 +327,8 @@ pub struct Reloaded {
     pub frontends: usize,
     pub backends: usize,
     pub shards: usize,
+    /// Servers whose runtime weight or state (set through the runtime API) carried over.
+    pub carried: usize,
 }
 
 impl std::fmt::Display for Reloaded {
@@ -333,7 +337,15 @@ impl std::fmt::Display for Reloaded {
             f,
             "reload {}: {} frontend(s), {} backend(s) on {} shard(s); established connections finish on the previous configuration",
             self.generation, self.frontends, self.backends, self.shards
-        )
+        )?;
+        if self.carried > 0 {
+            write!(
+                f,
+                "; runtime weight or state kept for {} server(s)",
+                self.carried
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -383,7 +395,7 @@ impl Running {
     /// lost: both generations poll the same sockets for a moment), closes each kept-alive
     /// client connection after its next response, and drains within `global.grace`.
     /// On error nothing changed.
-    pub fn reload(&mut self, config: Config) -> Result<Reloaded, ReloadError> {
+    pub fn reload(&mut self, mut config: Config) -> Result<Reloaded, ReloadError> {
         if config.admin.socket != self.admin.socket {
             return Err(ReloadError::Admin("admin.socket"));
         }
@@ -402,11 +414,17 @@ impl Running {
             });
         }
         let (per_shard, listeners, bound) = bind_all(&config, shards, &self.listeners)?;
+        // The operator's runtime weights and states, where the file did not change them.
+        let carried = self
+            .control
+            .as_ref()
+            .map(|c| crate::admin::lock(&c.carried).apply(&mut config));
         let summary = Reloaded {
             generation: self.reloads + 1,
             frontends: config.frontends.len(),
             backends: config.backends.len(),
             shards,
+            carried: carried.as_ref().map_or(0, |c| c.len()),
         };
         let before = self.hosts.len();
         add_hosts(&mut self.hosts, &placement)?;
@@ -421,6 +439,9 @@ impl Running {
                 }
             };
         let old = std::mem::replace(&mut self.current, generation);
+        if let (Some(c), Some(kept)) = (&self.control, carried) {
+            *crate::admin::lock(&c.carried) = kept;
+        }
         // The new shards accept on the same sockets already; now the old ones stop.
         old.stop.retire();
         self.retiring_flags.retain(|f| Arc::strong_count(f) > 1);
@@ -776,6 +797,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let (swap_tx, swap_rx) = mpsc::channel();
         let (reload_tx, reload_rx) = mpsc::channel();
         let stop = Arc::new(StopFlag::default());
+        let carried = Arc::default();
         let started = crate::admin::start(
             listeners,
             crate::admin::Swap {
@@ -787,6 +809,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             },
             swap_rx,
             reload_tx,
+            Arc::clone(&carried),
             Arc::clone(&stop),
         );
         match started {
@@ -796,6 +819,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                     reloads: reload_rx,
                     thread,
                     stop,
+                    carried,
                 })
             }
             Err(source) => {

@@ -168,8 +168,13 @@ pub fn initial_health(backend: &Backend, server: usize) -> Health {
     } else {
         Health::unchecked()
     };
-    if s.disabled {
-        h.set_admin(Admin::Maint);
+    let admin = match s.start_admin {
+        Some(admin) => admin,
+        None if s.disabled => Admin::Maint,
+        None => Admin::Ready,
+    };
+    if admin != Admin::Ready {
+        h.set_admin(admin);
     }
     h
 }
@@ -239,7 +244,7 @@ impl BackendState {
                     name: s.name.clone(),
                     address: Cell::new(s.address),
                     has_address: Cell::new(s.has_address),
-                    weight: Cell::new(s.weight),
+                    weight: Cell::new(s.start_weight.unwrap_or(s.weight)),
                     limit: s.maxconn.map(|m| shard_share(m.get(), shard, shards)),
                     active: Cell::new(0),
                     max_active: Cell::new(0),
@@ -267,7 +272,10 @@ impl BackendState {
             balancer: RefCell::new(Balancer::new(
                 &cfg.balance,
                 cfg.hash_type,
-                &cfg.servers.iter().map(|s| s.weight).collect::<Vec<_>>(),
+                &cfg.servers
+                    .iter()
+                    .map(|s| s.start_weight.unwrap_or(s.weight))
+                    .collect::<Vec<_>>(),
                 shard as u64,
             )),
             servers,
