@@ -492,6 +492,23 @@ fn two_servers(admin: &Path, bind: SocketAddr, a: SocketAddr, b: SocketAddr, wa:
     )
 }
 
+/// Server `server`'s weight now, from `show stat` (HAProxy's CSV).
+fn weight_of(admin: &Path, server: &str) -> String {
+    let csv = admin_cmd(admin, "show stat");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let column = header.iter().position(|h| *h == "weight").unwrap();
+    let row = lines
+        .find(|l| l.starts_with(&format!("web-be,{server},")))
+        .unwrap_or_else(|| panic!("no row for {server}: {csv}"));
+    row.split(',').nth(column).unwrap().to_owned()
+}
+
 /// Bodies of `n` requests, each on a new connection (so both shards answer).
 fn bodies(addr: SocketAddr, n: usize) -> Vec<String> {
     (0..n).map(|_| fresh_body(addr)).collect()
@@ -524,22 +541,7 @@ fn runtime_states_and_weights_survive_a_reload_unless_the_file_changed_them() {
     let state = admin_cmd(&admin, "show servers state web-be");
     assert!(state.contains("web-be/b MAINT"), "{state}");
     assert!(bodies(bind, 16).iter().all(|t| t == "a"), "b stayed out");
-    let csv = admin_cmd(&admin, "show stat");
-    let header: Vec<&str> = csv
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let weight = header.iter().position(|h| *h == "weight").unwrap();
-    let row_a: Vec<&str> = csv
-        .lines()
-        .find(|l| l.starts_with("web-be,a,"))
-        .unwrap()
-        .split(',')
-        .collect();
-    assert_eq!(row_a[weight], "2", "a's weight: 50% of 4: {csv}");
+    assert_eq!(weight_of(&admin, "a"), "2", "a's weight: 50% of 4");
 
     // A second reload of the same file still keeps them (the record carries on).
     let r = reload_cmd(&admin);
@@ -554,14 +556,7 @@ fn runtime_states_and_weights_survive_a_reload_unless_the_file_changed_them() {
     std::fs::write(&cfg.path, two_servers(&admin, bind, a.addr, b.addr, 6)).unwrap();
     let r = reload_cmd(&admin);
     assert!(r.stdout.contains("kept for 1 server(s)"), "{}", r.stdout);
-    let csv = admin_cmd(&admin, "show stat");
-    let row_a: Vec<&str> = csv
-        .lines()
-        .find(|l| l.starts_with("web-be,a,"))
-        .unwrap()
-        .split(',')
-        .collect();
-    assert_eq!(row_a[weight], "6", "{csv}");
+    assert_eq!(weight_of(&admin, "a"), "6");
     assert!(bodies(bind, 16).iter().all(|t| t == "a"), "b still out");
     assert_eq!(admin_cmd(&admin, "enable server web-be/b"), "");
     assert!(bodies(bind, 16).iter().any(|t| t == "b"), "b serves again");
