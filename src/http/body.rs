@@ -298,8 +298,9 @@ pub async fn flush(out: &mut Vec<u8>, dst: &mut Stream) -> Result<(), BodyError>
 
 /// Moves exactly `left` bytes from `src`'s socket to `dst` through a pipe (`src`'s buffer
 /// must be empty). When the source has nothing, a readiness poll waits for it (the bytes
-/// stay in the socket for the next splice, and the end of stream is seen there); when the destination is full, one byte goes
-/// through glommio's write, which waits for room. Both streams are plain.
+/// stay in the socket for the next splice, and the end of stream is seen there); when the
+/// destination is full, one byte goes through glommio's write, which waits for room. Both
+/// streams are plain.
 pub async fn splice_exact(
     src: &mut Conn,
     dst: &mut Stream,

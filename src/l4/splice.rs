@@ -1,5 +1,6 @@
 //! Raw syscalls of the zero-copy path: pipes, `splice(2)`, one-byte and short moves,
-//! `O_NONBLOCK`; and the per-shard [`RelayBuffers`] that pools the pipes.
+//! `O_NONBLOCK`, an immediate ACK (`TCP_QUICKACK`); and the per-shard [`RelayBuffers`]
+//! that pools the pipes.
 //!
 //! A leaf module: every `unsafe` block of the L4 path is here, each with its argument.
 //! Functions return `io::Result` with `WouldBlock` for `EAGAIN`; none of them blocks,
