@@ -96,10 +96,7 @@ impl Wire for Peer {
         &mut self.pending
     }
     fn fill(&mut self) -> io::Result<usize> {
-        let mut buf = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut buf)?;
-        self.pending.extend_from_slice(&buf[..n]);
-        Ok(n)
+        read_into(&mut self.stream, &mut self.pending)
     }
 }
 

@@ -109,18 +109,9 @@ fn echo(greeting: &'static str) -> Serve {
         if conn.write_all(greeting.as_bytes()).is_err() {
             return;
         }
-        let mut buf = [0u8; 4096];
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if conn.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            }
+        if common::echo_until_eof(&mut conn) {
+            let _ = conn.shutdown(Shutdown::Write);
         }
-        let _ = conn.shutdown(Shutdown::Write);
     })
 }
 

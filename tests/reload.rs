@@ -495,18 +495,13 @@ fn two_servers(admin: &Path, bind: SocketAddr, a: SocketAddr, b: SocketAddr, wa:
 /// Server `server`'s weight now, from `show stat` (HAProxy's CSV).
 fn weight_of(admin: &Path, server: &str) -> String {
     let csv = admin_cmd(admin, "show stat");
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
+    let (header, rows) = h::stat_table(&csv);
     let column = header.iter().position(|h| *h == "weight").unwrap();
-    let row = lines
-        .find(|l| l.starts_with(&format!("web-be,{server},")))
+    let row = rows
+        .iter()
+        .find(|r| r[..2] == ["web-be", server])
         .unwrap_or_else(|| panic!("no row for {server}: {csv}"));
-    row.split(',').nth(column).unwrap().to_owned()
+    row[column].to_owned()
 }
 
 /// Bodies of `n` requests, each on a new connection (so both shards answer).

@@ -354,16 +354,9 @@ fn runtime_commands_change_every_shard() {
 
     // show stat: HAProxy's CSV, with the weight and state the operator set.
     let csv = p.admin("show stat");
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
+    let (header, rows) = stat_table(&csv);
     assert_eq!(&header[..4], ["pxname", "svname", "qcur", "qmax"]);
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4, "frontend, two servers, backend: {csv}");
     assert!(rows.iter().all(|r| r.len() == header.len()));
     let s0 = rows.iter().find(|r| r[1] == "s0").unwrap();

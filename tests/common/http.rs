@@ -39,6 +39,26 @@ impl Wire for Bytes {
     }
 }
 
+/// One `read` from `r`, appended to `pending` (a [`Wire::fill`] for a plain reader).
+pub fn read_into(r: &mut impl Read, pending: &mut Vec<u8>) -> io::Result<usize> {
+    let mut buf = [0u8; 64 * 1024];
+    let n = r.read(&mut buf)?;
+    pending.extend_from_slice(&buf[..n]);
+    Ok(n)
+}
+
+/// `show stat` output (HAProxy's CSV): the column names and the rows, split on commas.
+pub fn stat_table(csv: &str) -> (Vec<&str>, Vec<Vec<&str>>) {
+    let mut lines = csv.lines();
+    let header = lines
+        .next()
+        .expect("a header line")
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    (header, lines.map(|l| l.split(',').collect()).collect())
+}
+
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -286,10 +306,7 @@ impl Wire for Client {
         &mut self.pending
     }
     fn fill(&mut self) -> io::Result<usize> {
-        let mut buf = [0u8; 64 * 1024];
-        let n = self.stream.read(&mut buf)?;
-        self.pending.extend_from_slice(&buf[..n]);
-        Ok(n)
+        read_into(&mut self.stream, &mut self.pending)
     }
 }
 

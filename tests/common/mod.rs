@@ -153,18 +153,9 @@ pub fn server(behaviour: Behaviour) -> Server {
                                     return;
                                 }
                             }
-                            let mut buf = [0u8; 16 * 1024];
-                            loop {
-                                match conn.read(&mut buf) {
-                                    Ok(0) | Err(_) => break,
-                                    Ok(n) => {
-                                        if conn.write_all(&buf[..n]).is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
+                            if echo_until_eof(&mut conn) {
+                                let _ = conn.shutdown(Shutdown::Write);
                             }
-                            let _ = conn.shutdown(Shutdown::Write);
                         }
                     }
                 })
@@ -172,6 +163,22 @@ pub fn server(behaviour: Behaviour) -> Server {
         }
     });
     Server { addr, accepted }
+}
+
+/// Writes back what `conn` reads until its end of stream or a read error (true), or
+/// until a write fails (false).
+pub fn echo_until_eof(conn: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => {
+                if conn.write_all(&buf[..n]).is_err() {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), so both ends can agree on content.

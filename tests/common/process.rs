@@ -2,7 +2,7 @@
 //! dropped, so a failing assertion never leaves a proxy running; configuration files in
 //! the temp directory; free ports; an echo server. Every wait is a bounded polling loop.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -141,19 +141,7 @@ pub fn echo_server() -> SocketAddr {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if conn.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
+            std::thread::spawn(move || super::echo_until_eof(&mut conn));
         }
     });
     addr

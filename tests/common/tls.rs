@@ -27,7 +27,7 @@ use rustls::{
     StreamOwned, SupportedProtocolVersion,
 };
 
-use super::http::{ok, read_request, Msg, Wire};
+use super::http::{ok, read_into, read_request, Msg, Wire};
 use super::*;
 
 /// The crypto provider of every test config (the proxy's own, aws-lc-rs).
@@ -353,10 +353,7 @@ where
     }
 
     fn fill(&mut self) -> io::Result<usize> {
-        let mut buf = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut buf)?;
-        self.pending.extend_from_slice(&buf[..n]);
-        Ok(n)
+        read_into(&mut self.stream, &mut self.pending)
     }
 }
 
