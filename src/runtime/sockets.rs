@@ -3,8 +3,9 @@
 //! Owns listening-socket creation: one `SO_REUSEPORT` socket per (bind address, shard), all
 //! on the same port, so the kernel spreads connections across shards and a bind failure
 //! (port in use, no permission) is reported before any shard runs. Port 0 picks an
-//! ephemeral port once and every shard binds that same port. Also raises the descriptor
-//! limit. Never touches a socket after handing it to a shard.
+//! ephemeral port once and every shard binds that same port. Listeners get `TCP_NODELAY`,
+//! which every accepted connection inherits (no option is set per client). Also raises
+//! the descriptor limit. Never touches a socket after handing it to a shard.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -1,7 +1,8 @@
 //! Health checks at run time: the probes, the owning shard's check loops, and what every
 //! shard does with the mesh's messages about a server ([`on_message`]: its status, its
 //! administrative state, passive-check errors, a discovered address, an operator's weight
-//! or shutdown of its sessions).
+//! or shutdown of its sessions; and the control thread's `Sync`, answered once the
+//! messages before it are applied).
 //!
 //! Owns the I/O side of health; the decisions are [`super::health`]'s. Each server is
 //! owned by one shard ([`super::owner_shard`]): only the owner probes it (so a server sees
